@@ -1,0 +1,1 @@
+// Translation unit that owns the precompiled header of torch/torch.h (see cmake/qsched.cmake).

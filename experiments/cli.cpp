@@ -1,0 +1,80 @@
+#include "experiments/cli.h"
+
+#include <boost/program_options.hpp>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <iostream>
+#include <map>
+
+#include "inner/runtime.h"
+
+namespace po = boost::program_options;
+
+namespace qsched::cli {
+
+namespace {
+
+struct Command {
+  const char* name;
+  const char* summary;
+  std::function<int(const std::vector<std::string>&)> run;
+};
+
+const std::vector<Command>& commands() {
+  static const std::vector<Command> k = {
+      {"demo", "the main job on the embedded default data (Fashion-MNIST)", cmd_demo},
+      {"train", "one training run (float; INQ/ANA as they land) from a JSON config", cmd_train},
+      {"bench", "GEMM peak, training throughput and fraction of peak on this machine",
+       cmd_bench},
+  };
+  return k;
+}
+
+void print_help() {
+  std::printf(
+      "qsched: learned schedules for quantization-aware training (INQ, ANA) on LibTorch\n\n"
+      "usage: qsched <command> [flags]      (qsched <command> --help for its flags)\n\n"
+      "commands:\n");
+  for (const auto& c : commands()) std::printf("  %-8s %s\n", c.name, c.summary);
+  std::printf(
+      "\nexit codes: 0 ok, 2 bad input (usage, config, data, checkpoint), 1 internal error,\n"
+      "            130 interrupted (checkpoint saved; continue with --resume)\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") ||
+      !std::strcmp(argv[1], "help")) {
+    print_help();
+    return argc < 2 ? kExitBadInput : kExitOk;
+  }
+  std::string name = argv[1];
+  std::vector<std::string> args(argv + 2, argv + argc);
+  for (const auto& c : commands()) {
+    if (name != c.name) continue;
+    try {
+      std::string w = blas_warning();
+      if (!w.empty()) std::fprintf(stderr, "%s\n", w.c_str());
+      return c.run(args);
+    } catch (const c10::ValueError& e) {
+      std::fprintf(stderr, "qsched %s: error: %s\n", c.name, e.what_without_backtrace());
+      return kExitBadInput;
+    } catch (const po::error& e) {
+      std::fprintf(stderr, "qsched %s: error: %s (see qsched %s --help)\n", c.name, e.what(),
+                   c.name);
+      return kExitBadInput;
+    } catch (const c10::Error& e) {
+      std::fprintf(stderr, "qsched %s: internal error: %s\n", c.name, e.what_without_backtrace());
+      return kExitInternal;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "qsched %s: internal error: %s\n", c.name, e.what());
+      return kExitInternal;
+    }
+  }
+  std::fprintf(stderr, "qsched: unknown command '%s' (see qsched --help)\n", name.c_str());
+  return kExitBadInput;
+}
+
+}  // namespace qsched::cli

@@ -1,0 +1,25 @@
+#pragma once
+// The qsched command-line program: subcommand dispatch, flag parsing, exit codes.
+//
+//   qsched <command> [flags]        qsched --help, qsched <command> --help
+//
+// Exit codes: 0 success, 2 bad input (usage, config, data, checkpoint), 1 internal error,
+// 130 interrupted after a checkpoint was saved.
+#include <string>
+#include <vector>
+
+namespace qsched::cli {
+
+constexpr int kExitOk = 0;
+constexpr int kExitInternal = 1;
+constexpr int kExitBadInput = 2;
+
+/// Entry point of the program; never throws.
+int main(int argc, char** argv);
+
+/// Subcommands (argv without the program and command names).
+int cmd_train(const std::vector<std::string>& args);
+int cmd_demo(const std::vector<std::string>& args);
+int cmd_bench(const std::vector<std::string>& args);
+
+}  // namespace qsched::cli

@@ -1,0 +1,133 @@
+#include <chrono>
+#include <cstdio>
+
+#include "experiments/cli.h"
+#include "experiments/run_flags.h"
+#include "inner/io.h"
+#include "inner/network.h"
+#include "inner/runtime.h"
+
+namespace po = boost::program_options;
+
+namespace qsched::cli {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+
+/// Runs `fn` repeatedly for about `seconds` after `warmup` calls; returns seconds per call
+/// (the best of 3 blocks, which is robust against a shared machine's noise).
+template <class Fn>
+double time_per_call(Fn fn, double seconds, int warmup = 3) {
+  for (int i = 0; i < warmup; ++i) fn();
+  double best = 1e30;
+  for (int block = 0; block < 3; ++block) {
+    int64_t n = 0;
+    auto t0 = Clock::now();
+    double el = 0;
+    do {
+      fn();
+      ++n;
+      el = std::chrono::duration<double>(Clock::now() - t0).count();
+    } while (el < seconds / 3);
+    best = std::min(best, el / static_cast<double>(n));
+  }
+  return best;
+}
+
+/// FLOPs of one SGD training step: forward, weight gradient, and input gradient for every
+/// layer but the first (whose input needs no gradient). Bias, activations, pooling, BN and
+/// the optimizer update are not counted (they are memory-bound, not FLOPs).
+double train_step_flops(const inner::NetworkImpl& net, int64_t batch) {
+  double f = 0;
+  for (const auto& l : net.quant_layers()) {
+    double fwd = 2.0 * batch * static_cast<double>(l.numel) * static_cast<double>(l.out_h * l.out_w);
+    f += fwd * (l.index == 0 ? 2.0 : 3.0);
+  }
+  return f;
+}
+
+struct NetBench {
+  std::string name;
+  json spec;
+  inner::InputShape input;
+  double target;  ///< fraction of GEMM peak the issue asks for
+};
+
+}  // namespace
+
+int cmd_bench(const std::vector<std::string>& args) {
+  int threads = 1;
+  int64_t batch = 128;
+  double seconds = 3.0;
+  std::string out;
+  po::options_description desc("qsched bench flags");
+  desc.add_options()("help,h", "show this help")(
+      "threads", po::value(&threads)->default_value(threads), "torch + OpenBLAS threads")(
+      "batch", po::value(&batch)->default_value(batch), "training batch size")(
+      "seconds", po::value(&seconds)->default_value(seconds), "time budget per measurement")(
+      "json", po::value(&out), "also write the results to this JSON file");
+  po::variables_map vm;
+  if (!parse_flags(args, desc, vm,
+                   "usage: qsched bench [--threads N] [--batch B] [--seconds S] [--json FILE]\n\n"
+                   "Measures, in one run: the single-core GEMM peak (GFLOP/s, best of square "
+                   "sizes),\nand float training-step throughput of the MLP 784-256-10, LeNet-5 "
+                   "and a 2-conv CNN\n(32/64 channels) on random 28x28 inputs, as a fraction of "
+                   "that peak. Ratios within\none run are what to compare across machines."))
+    return kExitOk;
+  TORCH_CHECK_VALUE(batch >= 1, "--batch must be >= 1");
+  TORCH_CHECK_VALUE(seconds > 0, "--seconds must be > 0");
+  set_threads(threads);
+  torch::manual_seed(0);
+  json result;
+  result["threads"] = threads;
+  result["blas"] = blas_backend();
+
+  double peak = 0;
+  for (int64_t n : {256, 512, 1024}) {
+    auto a = torch::randn({n, n}), b = torch::randn({n, n}), c = torch::empty({n, n});
+    double t = time_per_call([&] { torch::mm_out(c, a, b); }, seconds / 3);
+    double gf = 2.0 * n * n * n / t / 1e9;
+    result["gemm"][std::to_string(n)] = gf;
+    std::printf("gemm %4lld^3               %8.2f GFLOP/s\n", static_cast<long long>(n), gf);
+    peak = std::max(peak, gf);
+  }
+  result["gemm_peak_gflops"] = peak;
+  std::printf("gemm peak                  %8.2f GFLOP/s (%s, %d thread%s)\n\n", peak,
+              blas_backend().c_str(), threads, threads == 1 ? "" : "s");
+
+  std::vector<NetBench> nets = {
+      {"mlp", {{"type", "mlp"}, {"hidden", {256}}}, {1, 28, 28}, 0.5},
+      {"lenet", {{"type", "lenet"}}, {1, 28, 28}, 0.3},
+      {"cnn2", {{"type", "lenet"}, {"channels", {32, 64}}, {"fc", {128}}}, {1, 28, 28}, 0.3},
+  };
+  std::printf("%-8s %10s %10s %10s %8s %8s\n", "network", "ms/step", "GFLOP/st", "GFLOP/s",
+              "of peak", "target");
+  for (const auto& nb : nets) {
+    auto net = inner::build_network(nb.spec, nb.input, 10);
+    net->train();
+    torch::optim::SGD opt(net->parameters(), torch::optim::SGDOptions(0.01).momentum(0.9));
+    auto x = torch::randn({batch, nb.input.channels, nb.input.height, nb.input.width});
+    auto y = torch::randint(0, 10, {batch}, torch::kLong);
+    double t = time_per_call(
+        [&] {
+          opt.zero_grad();
+          auto loss = torch::nn::functional::cross_entropy(net->forward(x), y);
+          loss.backward();
+          opt.step();
+        },
+        seconds);
+    double flops = train_step_flops(*net, batch);
+    double gf = flops / t / 1e9;
+    std::printf("%-8s %10.3f %10.4f %10.2f %7.1f%% %7.0f%%\n", nb.name.c_str(), t * 1e3,
+                flops / 1e9, gf, 100 * gf / peak, 100 * nb.target);
+    result["train"][nb.name] = {{"ms_per_step", t * 1e3},
+                                {"gflop_per_step", flops / 1e9},
+                                {"gflops", gf},
+                                {"fraction_of_peak", gf / peak},
+                                {"target_fraction", nb.target}};
+  }
+  if (!out.empty()) atomic_write(out, result.dump(2) + "\n");
+  return kExitOk;
+}
+
+}  // namespace qsched::cli

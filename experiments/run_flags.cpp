@@ -1,0 +1,55 @@
+#include "experiments/run_flags.h"
+
+#include <iostream>
+
+namespace po = boost::program_options;
+
+namespace qsched::cli {
+
+void RunFlags::add_to(po::options_description& desc) {
+  desc.add_options()
+      ("config", po::value(&config), "JSON config file (keys: see inner/config.h)")
+      ("epochs", po::value(&epochs), "override train.epochs")
+      ("subset", po::value(&subset), "override data.subset: stratified N training samples")
+      ("seed", po::value(&seed), "override seed (data split and order, init)")
+      ("data", po::value(&data), "override data.root (directory with the IDX/CIFAR files)")
+      ("threads", po::value(&threads), "override threads (torch and OpenBLAS)")
+      ("device", po::value(&device), "override device: cpu | cuda | cuda:K")
+      ("set", po::value(&sets)->composing(),
+       "override any field: --set train.optimizer.lr=0.01 (repeatable; value parsed as JSON)");
+}
+
+bool RunFlags::any_override() const {
+  return !config.empty() || !sets.empty() || epochs >= 0 || subset >= 0 || seed >= 0 ||
+         threads >= 0 || !data.empty() || !device.empty();
+}
+
+json RunFlags::document(const json& base) const {
+  json j = config.empty() ? base : read_json_file(config);
+  TORCH_CHECK_VALUE(j.is_object(), "config '", config, "' must hold a JSON object");
+  if (epochs >= 0) j["train"]["epochs"] = epochs;
+  if (subset >= 0) j["data"]["subset"] = subset;
+  if (seed >= 0) j["seed"] = seed;
+  if (threads >= 0) j["threads"] = threads;
+  if (!data.empty()) j["data"]["root"] = data;
+  if (!device.empty()) j["device"] = device;
+  for (const auto& s : sets) apply_override(j, s);
+  return j;
+}
+
+inner::RunConfig RunFlags::resolve(const json& base) const {
+  return inner::parse_run_config(document(base));
+}
+
+bool parse_flags(const std::vector<std::string>& args, const po::options_description& desc,
+                 po::variables_map& vm, const char* usage) {
+  po::store(po::command_line_parser(args).options(desc).run(), vm);
+  if (vm.count("help")) {
+    std::cout << usage << "\n\n" << desc << "\n";
+    return false;
+  }
+  po::notify(vm);
+  return true;
+}
+
+}  // namespace qsched::cli

@@ -1,0 +1,103 @@
+#pragma once
+// The run configuration: one JSON document, validated strictly, fully resolved (every default
+// filled in) and saved as <run>/config.json.
+//
+// {
+//   "seed": 0,                       // every generator derives from it (data order, init, ...)
+//   "device": "cpu",                 // "cpu" | "cuda" | "cuda:K"
+//   "threads": 1,                    // torch intra-op and OpenBLAS threads
+//   "algorithm": "float",            // "float" (INQ/ANA sections come with their issues)
+//   "data": {
+//     "format": "idx",               // "idx" (MNIST layout) | "cifar10" | "synthetic"
+//     "root": "/usr/share/datasets/fashion-mnist",
+//     "val_size": 5000,              // carved from the training files, stratified, seeded
+//     "subset": 0,                   // >0: stratified subset of the remaining training set
+//     "normalize": true,             // per-channel mean/std of the training split
+//     "synthetic": {"n": 2048, "test_n": 512, "channels": 1, "height": 8, "width": 8,
+//                   "num_classes": 4, "noise": 0.3}
+//   },
+//   "network": {"type": "mlp", "hidden": [256]},        // see inner/network.h
+//   "train": {
+//     "epochs": 10, "batch_size": 128, "eval_batch_size": 1000,
+//     "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": false,
+//                   "weight_decay": 0.0, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8},
+//     "lr_schedule": {"name": "cosine", "step_size": 10, "gamma": 0.1, "min_lr": 0.0,
+//                     "warmup_epochs": 0}
+//   }
+// }
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "datasets/dataset.h"
+#include "inner/json_reader.h"
+
+namespace qsched::inner {
+
+struct DataConfig {
+  std::string format = "idx";
+  std::string root = "/usr/share/datasets/fashion-mnist";
+  int64_t val_size = 5000;
+  int64_t subset = 0;
+  bool normalize = true;
+  data::SyntheticOptions synthetic;  ///< format == "synthetic": the training part
+  int64_t synthetic_test_n = 512;    ///< format == "synthetic": test samples
+};
+
+struct OptimizerConfig {
+  std::string name = "sgd";  ///< "sgd" | "adam"
+  double lr = 0.05;
+  double momentum = 0.9;     ///< sgd
+  bool nesterov = false;     ///< sgd
+  double weight_decay = 0.0; ///< L2 added to the gradient (both optimizers)
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;  ///< adam
+};
+
+struct LrScheduleConfig {
+  std::string name = "cosine";  ///< "constant" | "step" | "cosine"
+  int64_t step_size = 10;       ///< step: epochs between decays
+  double gamma = 0.1;           ///< step: decay factor
+  double min_lr = 0.0;          ///< cosine: final LR
+  int64_t warmup_epochs = 0;    ///< linear warm-up from lr/10 over these epochs
+};
+
+struct TrainConfig {
+  int64_t epochs = 10;
+  int64_t batch_size = 128;
+  int64_t eval_batch_size = 1000;
+  OptimizerConfig optimizer;
+  LrScheduleConfig lr_schedule;
+};
+
+struct RunConfig {
+  uint64_t seed = 0;
+  std::string device = "cpu";
+  int threads = 1;
+  std::string algorithm = "float";
+  DataConfig data;
+  json network = json{{"type", "mlp"}};
+  TrainConfig train;
+  /// Sections owned by algorithms that parse them themselves (e.g. "inq", "ana").
+  json algorithm_sections = json::object();
+
+  /// The fully resolved document (all defaults filled), as saved to config.json.
+  json to_json() const;
+};
+
+/// Algorithms whose sections parse_run_config accepts and keeps verbatim for the algorithm.
+const std::vector<std::string>& known_algorithms();
+
+/// Parses and validates a config document (see the top of this file). Errors are
+/// c10::ValueError naming the key path and rule.
+RunConfig parse_run_config(const json& j);
+
+/// Learning rate of epoch `epoch` (0-based) under `cfg` (pure function: resumable).
+double lr_at_epoch(const TrainConfig& cfg, int64_t epoch);
+
+/// Loads the data the config names: {train (minus val, subset applied), val, test}, normalized
+/// with training statistics, moved to `device`.
+data::Splits load_data(const RunConfig& cfg, torch::Device device);
+
+}  // namespace qsched::inner

@@ -1,0 +1,22 @@
+#pragma once
+// Durable file output: nothing a run writes is ever half-written.
+//
+// atomic_write(path, bytes): write to "<path>.tmp.<pid>", fsync the file, rename over `path`,
+// fsync the directory. A reader sees either the old or the new content, also after a kill -9
+// or a power loss at any point.
+#include <string>
+
+namespace qsched {
+
+/// Atomically replaces `path` with `bytes` (see above). Throws c10::Error on I/O failure.
+void atomic_write(const std::string& path, const std::string& bytes);
+
+/// Reads a whole file; throws c10::ValueError naming the path when it cannot be read.
+std::string read_whole_file(const std::string& path);
+
+/// Creates a directory and its parents; error names the path.
+void make_dirs(const std::string& path);
+
+bool file_exists(const std::string& path);
+
+}  // namespace qsched

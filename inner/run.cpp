@@ -1,0 +1,116 @@
+#include "inner/run.h"
+
+#include <cstdio>
+
+#include "inner/io.h"
+#include "inner/progress.h"
+#include "inner/runtime.h"
+
+namespace qsched::inner {
+
+namespace {
+
+std::string metrics_text(const std::vector<json>& rows) {
+  std::string s;
+  for (const auto& r : rows) s += r.dump() + "\n";
+  return s;
+}
+
+/// Progress, metrics.jsonl and per-epoch checkpoints, outside the training loop.
+class RunCallbacks : public TrainerCallbacks {
+ public:
+  RunCallbacks(const RunOptions& opt, int64_t total_epochs, int64_t start_epoch,
+               int64_t steps_per_epoch)
+      : opt_(opt),
+        total_epochs_(total_epochs),
+        start_units_(start_epoch * steps_per_epoch),
+        bar_("train", (total_epochs - start_epoch) * steps_per_epoch,
+             opt.progress && !opt.quiet) {}
+
+  void on_step(Trainer& t, int64_t epoch, int64_t step, int64_t steps) override {
+    char status[64];
+    std::snprintf(status, sizeof status, "epoch %lld/%lld", static_cast<long long>(epoch + 1),
+                  static_cast<long long>(total_epochs_));
+    bar_.update(epoch * steps + step - start_units_, status);
+  }
+
+  void on_epoch_end(Trainer& t, const EpochMetrics& m) override {
+    atomic_write(opt_.out_dir + "/metrics.jsonl", metrics_text(t.history()));
+    t.save_checkpoint(opt_.out_dir + "/checkpoint.pt");
+    if (opt_.quiet) return;
+    char line[256];
+    std::snprintf(line, sizeof line,
+                  "epoch %3lld/%lld  lr %.4g  train loss %.4f acc %.4f  val loss %.4f acc %.4f  "
+                  "%.1fs",
+                  static_cast<long long>(m.epoch), static_cast<long long>(total_epochs_), m.lr,
+                  m.train_loss, m.train_acc, m.val_loss, m.val_acc, m.seconds);
+    bar_.line(line);
+  }
+  void finish() { bar_.finish(); }
+
+ private:
+  const RunOptions& opt_;
+  int64_t total_epochs_;
+  int64_t start_units_;
+  Progress bar_;
+};
+
+}  // namespace
+
+RunConfig load_run_config(const std::string& dir) {
+  std::string path = dir + "/config.json";
+  TORCH_CHECK_VALUE(file_exists(path), "cannot resume: '", path,
+                    "' does not exist (is --out the directory of an earlier run?)");
+  return parse_run_config(read_json_file(path));
+}
+
+RunOutcome run_training(const RunConfig& cfg, const RunOptions& opt) {
+  TORCH_CHECK_VALUE(!opt.out_dir.empty(), "no output directory given (--out DIR)");
+  set_threads(cfg.threads);
+  auto device = parse_device(cfg.device);
+  std::string ckpt = opt.out_dir + "/checkpoint.pt";
+  if (opt.resume) {
+    TORCH_CHECK_VALUE(file_exists(ckpt), "cannot resume: '", ckpt, "' does not exist");
+  } else {
+    TORCH_CHECK_VALUE(!file_exists(ckpt) && !file_exists(opt.out_dir + "/summary.json"),
+                      "output directory '", opt.out_dir,
+                      "' already holds a run; use --resume to continue it or choose another --out");
+  }
+  make_dirs(opt.out_dir);
+
+  auto splits = load_data(cfg, device);
+  auto alg = opt.make_algorithm ? opt.make_algorithm(cfg) : nullptr;
+  Trainer trainer(cfg, std::move(splits), std::move(alg));
+  if (opt.resume) {
+    trainer.load_checkpoint(ckpt);
+  } else {
+    atomic_write(opt.out_dir + "/config.json", cfg.to_json().dump(2) + "\n");
+  }
+  // Metrics of finished epochs as the checkpoint knows them (a kill between checkpoint and
+  // metrics write loses nothing).
+  atomic_write(opt.out_dir + "/metrics.jsonl", metrics_text(trainer.history()));
+
+  int64_t steps = data::Batcher(trainer.data().train, cfg.train.batch_size, false, 0)
+                      .batches_per_epoch();
+  RunCallbacks cb(opt, cfg.train.epochs, trainer.epoch(), steps);
+  if (!opt.quiet && opt.resume)
+    std::fprintf(stderr, "resuming at epoch %lld\n", static_cast<long long>(trainer.epoch()));
+
+  install_interrupt_handlers();
+  RunOutcome out;
+  out.termination = trainer.run(cfg.train.epochs, &cb);
+  cb.finish();
+  if (out.termination == Termination::kInterrupted) {
+    trainer.save_checkpoint(ckpt);
+    if (!opt.quiet)
+      std::fprintf(stderr, "interrupted: checkpoint saved in %s; continue with --resume\n",
+                   ckpt.c_str());
+    return out;
+  }
+  out.summary = trainer.summary(out.termination);
+  trainer.save_checkpoint(ckpt);
+  atomic_write(opt.out_dir + "/summary.json", out.summary.dump(2) + "\n");
+  return out;
+}
+
+}  // namespace qsched::inner

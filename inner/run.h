@@ -1,0 +1,40 @@
+#pragma once
+// One training run in a run directory (what `qsched train` does):
+//
+//   <out>/config.json      the fully resolved config (written first)
+//   <out>/metrics.jsonl    one JSON object per finished epoch (rewritten atomically)
+//   <out>/checkpoint.pt    model, optimizer, algorithm state, position (atomic, every epoch,
+//                          and on SIGINT/SIGTERM at the current step)
+//   <out>/summary.json     written when the run ends (completed or diverged)
+//
+// resume = true continues from <out>/checkpoint.pt with <out>/config.json; the result is
+// identical to an uninterrupted run.
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "inner/trainer.h"
+
+namespace qsched::inner {
+
+struct RunOptions {
+  std::string out_dir;
+  bool resume = false;
+  bool progress = true;  ///< progress bar on a terminal, epoch lines on stderr
+  bool quiet = false;    ///< no epoch lines at all (tests, sweeps)
+  /// Creates the algorithm for the config (default: float training).
+  std::function<std::unique_ptr<Algorithm>(const RunConfig&)> make_algorithm;
+};
+
+struct RunOutcome {
+  Termination termination = Termination::kCompleted;
+  json summary;  ///< empty when interrupted
+};
+
+/// Runs (or resumes) a run. Bad config/data/checkpoint -> c10::ValueError.
+RunOutcome run_training(const RunConfig& cfg, const RunOptions& opt);
+
+/// Reads <dir>/config.json of an existing run.
+RunConfig load_run_config(const std::string& dir);
+
+}  // namespace qsched::inner

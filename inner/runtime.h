@@ -1,0 +1,33 @@
+#pragma once
+// Process-wide runtime settings: BLAS detection, thread counts, devices, interruption.
+#include <torch/torch.h>
+
+#include <string>
+
+namespace qsched {
+
+/// "openblas" when OpenBLAS is the BLAS that libtorch calls, else "reference" (the Netlib
+/// reference BLAS that Debian's libtorch-dev pulls in by default: ~25x slower for an MLP).
+std::string blas_backend();
+/// The warning to print at start-up when the BLAS is not OpenBLAS ("" when it is).
+std::string blas_warning();
+
+/// Sets torch intra-op threads and OpenBLAS threads to `n` (>= 1). OpenBLAS threads plus
+/// OpenMP threads oversubscribe small machines, so both are set to the same value and
+/// inter-op threads to 1.
+void set_threads(int n);
+
+/// Parses "cpu", "cuda" or "cuda:K"; CUDA without a CUDA build or GPU is a c10::ValueError.
+torch::Device parse_device(const std::string& s);
+
+/// SIGINT/SIGTERM set a flag instead of killing the process; long loops poll it, checkpoint
+/// and exit. A second signal restores the default action (so a double Ctrl-C kills at once).
+void install_interrupt_handlers();
+bool interrupted();
+/// For tests: sets/clears the flag.
+void set_interrupted(bool v);
+
+/// Exit code used after an interrupted run saved its checkpoint.
+constexpr int kExitInterrupted = 130;
+
+}  // namespace qsched

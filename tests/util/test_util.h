@@ -1,0 +1,46 @@
+#pragma once
+// Helpers shared by all test binaries.
+#include <torch/torch.h>
+
+#include <string>
+
+namespace qsched::test {
+
+/// A fresh empty directory under the system temp dir, removed when the object dies.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::string& path() const { return path_; }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+/// Writes bytes to a file (creating parent dirs).
+void write_file(const std::string& path, const std::string& bytes);
+/// Reads a whole file.
+std::string read_file(const std::string& path);
+
+/// Result of running the qsched binary.
+struct RunResult {
+  int exit_code = -1;
+  std::string output;  ///< stdout and stderr, interleaved
+};
+/// Runs `build/qsched <args>` through /bin/sh with a timeout; args are passed verbatim.
+RunResult run_qsched(const std::string& args, int timeout_seconds = 300);
+
+/// Expects a c10::ValueError whose message contains `needle`.
+#define EXPECT_VALUE_ERROR(stmt, needle)                                                  \
+  do {                                                                                     \
+    try {                                                                                  \
+      stmt;                                                                                \
+      ADD_FAILURE() << "expected c10::ValueError containing '" << needle << "'";         \
+    } catch (const c10::ValueError& e) {                                                   \
+      EXPECT_NE(std::string(e.what_without_backtrace()).find(needle), std::string::npos) \
+          << e.what_without_backtrace();                                                   \
+    }                                                                                      \
+  } while (0)
+
+}  // namespace qsched::test
