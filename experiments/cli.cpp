@@ -25,8 +25,7 @@ const std::vector<Command>& commands() {
   static const std::vector<Command> k = {
       {"demo", "the main job on the embedded default data (Fashion-MNIST)", cmd_demo},
       {"train", "one training run (float; INQ/ANA as they land) from a JSON config", cmd_train},
-      {"bench", "GEMM peak, training throughput and fraction of peak on this machine",
-       cmd_bench},
+      {"bench", "GEMM peak, training throughput and fraction of peak on this machine", cmd_bench},
   };
   return k;
 }

@@ -40,7 +40,8 @@ double time_per_call(Fn fn, double seconds, int warmup = 3) {
 double train_step_flops(const inner::NetworkImpl& net, int64_t batch) {
   double f = 0;
   for (const auto& l : net.quant_layers()) {
-    double fwd = 2.0 * batch * static_cast<double>(l.numel) * static_cast<double>(l.out_h * l.out_w);
+    double fwd =
+        2.0 * batch * static_cast<double>(l.numel) * static_cast<double>(l.out_h * l.out_w);
     f += fwd * (l.index == 0 ? 2.0 : 3.0);
   }
   return f;

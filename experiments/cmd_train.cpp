@@ -46,8 +46,8 @@ int cmd_train(const std::vector<std::string>& args) {
   auto outcome = inner::run_training(cfg, opt);
   if (outcome.termination == inner::Termination::kInterrupted) return kExitInterrupted;
   const auto& s = outcome.summary;
-  std::printf("%s: %s run %s after %lld epochs: test acc %.4f, test loss %.4f (%s)\n",
-              out.c_str(), s["algorithm"].get<std::string>().c_str(),
+  std::printf("%s: %s run %s after %lld epochs: test acc %.4f, test loss %.4f (%s)\n", out.c_str(),
+              s["algorithm"].get<std::string>().c_str(),
               s["termination"].get<std::string>().c_str(),
               static_cast<long long>(s["epochs"].get<int64_t>()), s["test_acc"].get<double>(),
               s["test_loss"].get<double>(), (out + "/summary.json").c_str());

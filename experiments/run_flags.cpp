@@ -7,16 +7,15 @@ namespace po = boost::program_options;
 namespace qsched::cli {
 
 void RunFlags::add_to(po::options_description& desc) {
-  desc.add_options()
-      ("config", po::value(&config), "JSON config file (keys: see inner/config.h)")
-      ("epochs", po::value(&epochs), "override train.epochs")
-      ("subset", po::value(&subset), "override data.subset: stratified N training samples")
-      ("seed", po::value(&seed), "override seed (data split and order, init)")
-      ("data", po::value(&data), "override data.root (directory with the IDX/CIFAR files)")
-      ("threads", po::value(&threads), "override threads (torch and OpenBLAS)")
-      ("device", po::value(&device), "override device: cpu | cuda | cuda:K")
-      ("set", po::value(&sets)->composing(),
-       "override any field: --set train.optimizer.lr=0.01 (repeatable; value parsed as JSON)");
+  desc.add_options()("config", po::value(&config), "JSON config file (keys: see inner/config.h)")(
+      "epochs", po::value(&epochs), "override train.epochs")(
+      "subset", po::value(&subset), "override data.subset: stratified N training samples")(
+      "seed", po::value(&seed), "override seed (data split and order, init)")(
+      "data", po::value(&data), "override data.root (directory with the IDX/CIFAR files)")(
+      "threads", po::value(&threads), "override threads (torch and OpenBLAS)")(
+      "device", po::value(&device), "override device: cpu | cuda | cuda:K")(
+      "set", po::value(&sets)->composing(),
+      "override any field: --set train.optimizer.lr=0.01 (repeatable; value parsed as JSON)");
 }
 
 bool RunFlags::any_override() const {

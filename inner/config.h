@@ -49,9 +49,9 @@ struct DataConfig {
 struct OptimizerConfig {
   std::string name = "sgd";  ///< "sgd" | "adam"
   double lr = 0.05;
-  double momentum = 0.9;     ///< sgd
-  bool nesterov = false;     ///< sgd
-  double weight_decay = 0.0; ///< L2 added to the gradient (both optimizers)
+  double momentum = 0.9;                          ///< sgd
+  bool nesterov = false;                          ///< sgd
+  double weight_decay = 0.0;                      ///< L2 added to the gradient (both optimizers)
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;  ///< adam
 };
 

@@ -1,6 +1,7 @@
 #include "inner/io.h"
 
 #include <fcntl.h>
+#include <torch/torch.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -8,8 +9,6 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
-
-#include <torch/torch.h>
 
 namespace fs = std::filesystem;
 

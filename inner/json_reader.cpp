@@ -75,7 +75,8 @@ void apply_override(json& j, const std::string& assignment) {
   size_t start = 0;
   while (true) {
     auto dot = key.find('.', start);
-    std::string part = key.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    std::string part =
+        key.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
     TORCH_CHECK_VALUE(!part.empty(), "--set '", assignment, "': empty path component");
     TORCH_CHECK_VALUE(cur->is_object(), "--set '", assignment, "': '", part,
                       "' is inside a value that is not an object");

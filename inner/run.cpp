@@ -24,8 +24,7 @@ class RunCallbacks : public TrainerCallbacks {
       : opt_(opt),
         total_epochs_(total_epochs),
         start_units_(start_epoch * steps_per_epoch),
-        bar_("train", (total_epochs - start_epoch) * steps_per_epoch,
-             opt.progress && !opt.quiet) {}
+        bar_("train", (total_epochs - start_epoch) * steps_per_epoch, opt.progress && !opt.quiet) {}
 
   void on_step(Trainer& t, int64_t epoch, int64_t step, int64_t steps) override {
     char status[64];
@@ -90,8 +89,8 @@ RunOutcome run_training(const RunConfig& cfg, const RunOptions& opt) {
   // metrics write loses nothing).
   atomic_write(opt.out_dir + "/metrics.jsonl", metrics_text(trainer.history()));
 
-  int64_t steps = data::Batcher(trainer.data().train, cfg.train.batch_size, false, 0)
-                      .batches_per_epoch();
+  int64_t steps =
+      data::Batcher(trainer.data().train, cfg.train.batch_size, false, 0).batches_per_epoch();
   RunCallbacks cb(opt, cfg.train.epochs, trainer.epoch(), steps);
   if (!opt.quiet && opt.resume)
     std::fprintf(stderr, "resuming at epoch %lld\n", static_cast<long long>(trainer.epoch()));
@@ -102,9 +101,8 @@ RunOutcome run_training(const RunConfig& cfg, const RunOptions& opt) {
   cb.finish();
   if (out.termination == Termination::kInterrupted) {
     trainer.save_checkpoint(ckpt);
-    if (!opt.quiet)
-      std::fprintf(stderr, "interrupted: checkpoint saved in %s; continue with --resume\n",
-                   ckpt.c_str());
+    std::fprintf(stderr, "interrupted: checkpoint saved in %s; continue with --resume\n",
+                 ckpt.c_str());
     return out;
   }
   out.summary = trainer.summary(out.termination);

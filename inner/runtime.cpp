@@ -52,14 +52,17 @@ torch::Device parse_device(const std::string& s) {
   try {
     d = torch::Device(s);
   } catch (const c10::Error&) {
-    TORCH_CHECK_VALUE(false, "device = \"", s, "\" is not a valid device string (cpu, cuda, cuda:K)");
+    TORCH_CHECK_VALUE(false, "device = \"", s,
+                      "\" is not a valid device string (cpu, cuda, cuda:K)");
   }
   if (d.is_cuda()) {
-    TORCH_CHECK_VALUE(torch::cuda::is_available(), "device = \"", s,
-                      "\" but this LibTorch has no CUDA support or no GPU is visible; use --device cpu "
-                      "or build against a CUDA LibTorch via CMAKE_PREFIX_PATH");
+    TORCH_CHECK_VALUE(
+        torch::cuda::is_available(), "device = \"", s,
+        "\" but this LibTorch has no CUDA support or no GPU is visible; use --device cpu "
+        "or build against a CUDA LibTorch via CMAKE_PREFIX_PATH");
     TORCH_CHECK_VALUE(!d.has_index() || d.index() < static_cast<int>(torch::cuda::device_count()),
-                      "device = \"", s, "\" but only ", torch::cuda::device_count(), " GPU(s) exist");
+                      "device = \"", s, "\" but only ", torch::cuda::device_count(),
+                      " GPU(s) exist");
   }
   return d;
 }

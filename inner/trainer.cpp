@@ -11,7 +11,9 @@ namespace qsched::inner {
 
 namespace {
 using Clock = std::chrono::steady_clock;
-double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+double since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
 
 /// The classes of the network are taken from the training data.
 Network build_for(const RunConfig& cfg, const data::Splits& d) {
@@ -26,16 +28,20 @@ constexpr int64_t kCheckpointVersion = 1;
 
 std::string to_string(Termination t) {
   switch (t) {
-    case Termination::kCompleted: return "completed";
-    case Termination::kInterrupted: return "interrupted";
-    case Termination::kDiverged: return "diverged";
+    case Termination::kCompleted:
+      return "completed";
+    case Termination::kInterrupted:
+      return "interrupted";
+    case Termination::kDiverged:
+      return "diverged";
   }
   return "?";
 }
 
 json EpochMetrics::to_json() const {
-  json j = {{"epoch", epoch},         {"lr", lr},           {"train_loss", train_loss},
-            {"train_acc", train_acc}, {"val_loss", val_loss}, {"val_acc", val_acc},
+  json j = {{"epoch", epoch},           {"lr", lr},
+            {"train_loss", train_loss}, {"train_acc", train_acc},
+            {"val_loss", val_loss},     {"val_acc", val_acc},
             {"seconds", seconds}};
   for (auto it = extra.begin(); it != extra.end(); ++it) j[it.key()] = it.value();
   return j;
@@ -52,10 +58,10 @@ EvalResult evaluate(NetworkImpl& net, const data::Dataset& d, int64_t batch_size
     int64_t j = std::min(d.size(), i + batch_size);
     auto x = d.images.slice(0, i, j), y = d.labels.slice(0, i, j);
     auto logits = net.forward(x);
-    loss_sum += torch::nn::functional::cross_entropy(
-                    logits, y,
-                    torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
-                    .to(torch::kCPU, torch::kDouble);
+    loss_sum +=
+        torch::nn::functional::cross_entropy(
+            logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
+            .to(torch::kCPU, torch::kDouble);
     correct += logits.argmax(1).eq(y).sum().to(torch::kCPU);
   }
   net.train(was_training);
@@ -84,17 +90,17 @@ Trainer::Trainer(RunConfig cfg, data::Splits data, std::unique_ptr<Algorithm> al
 void Trainer::make_optimizer() {
   const auto& o = cfg_.train.optimizer;
   if (o.name == "sgd") {
-    opt_ = std::make_unique<torch::optim::SGD>(net_->parameters(),
-                                               torch::optim::SGDOptions(o.lr)
-                                                   .momentum(o.momentum)
-                                                   .nesterov(o.nesterov)
-                                                   .weight_decay(o.weight_decay));
+    opt_ =
+        std::make_unique<torch::optim::SGD>(net_->parameters(), torch::optim::SGDOptions(o.lr)
+                                                                    .momentum(o.momentum)
+                                                                    .nesterov(o.nesterov)
+                                                                    .weight_decay(o.weight_decay));
   } else {
-    opt_ = std::make_unique<torch::optim::Adam>(
-        net_->parameters(), torch::optim::AdamOptions(o.lr)
-                                .betas({o.beta1, o.beta2})
-                                .eps(o.eps)
-                                .weight_decay(o.weight_decay));
+    opt_ =
+        std::make_unique<torch::optim::Adam>(net_->parameters(), torch::optim::AdamOptions(o.lr)
+                                                                     .betas({o.beta1, o.beta2})
+                                                                     .eps(o.eps)
+                                                                     .weight_decay(o.weight_decay));
   }
 }
 

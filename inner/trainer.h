@@ -84,6 +84,8 @@ class Trainer {
  public:
   /// Seeds torch's global generator with cfg.seed, builds the network and the optimizer.
   Trainer(RunConfig cfg, data::Splits data, std::unique_ptr<Algorithm> alg = nullptr);
+  Trainer(const Trainer&) = delete;  // the batcher points into data_: not movable
+  Trainer& operator=(const Trainer&) = delete;
 
   /// Trains from the current position up to epoch `until` (<= cfg.train.epochs). Polls
   /// qsched::interrupted() after every step; then returns kInterrupted at a step boundary
@@ -131,14 +133,14 @@ class Trainer {
   std::unique_ptr<data::Batcher> batcher_;
 
   // Position and partial-epoch accumulators (all checkpointed).
-  int64_t epoch_ = 0;           ///< epochs finished
-  int64_t step_in_epoch_ = 0;   ///< steps finished inside epoch_ (0 at epoch boundaries)
-  double loss_sum_ = 0.0;       ///< sum of per-sample training loss in the current epoch
+  int64_t epoch_ = 0;          ///< epochs finished
+  int64_t step_in_epoch_ = 0;  ///< steps finished inside epoch_ (0 at epoch boundaries)
+  double loss_sum_ = 0.0;      ///< sum of per-sample training loss in the current epoch
   int64_t correct_ = 0, seen_ = 0;
   double epoch_seconds_ = 0.0;  ///< time spent in the current epoch so far
   int64_t lr_epoch_offset_ = 0;
-  double seconds_ = 0.0;        ///< total training time (across resumes)
-  std::vector<json> history_;   ///< metrics rows of finished epochs
+  double seconds_ = 0.0;       ///< total training time (across resumes)
+  std::vector<json> history_;  ///< metrics rows of finished epochs
 };
 
 }  // namespace qsched::inner

@@ -44,9 +44,14 @@ std::string read_file(const std::string& path) {
   return ss.str();
 }
 
+std::string qsched_binary() { return QSCHED_BINARY; }
+
 RunResult run_qsched(const std::string& args, int timeout_seconds) {
-  std::string cmd = "timeout " + std::to_string(timeout_seconds) + " " + QSCHED_BINARY + " " +
-                    args + " 2>&1";
+  return run_shell("timeout " + std::to_string(timeout_seconds) + " " + QSCHED_BINARY + " " + args);
+}
+
+RunResult run_shell(const std::string& command) {
+  std::string cmd = "{ " + command + " ; } 2>&1";
   RunResult r;
   FILE* pipe = popen(cmd.c_str(), "r");
   if (!pipe) return r;

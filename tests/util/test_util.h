@@ -30,17 +30,21 @@ struct RunResult {
 };
 /// Runs `build/qsched <args>` through /bin/sh with a timeout; args are passed verbatim.
 RunResult run_qsched(const std::string& args, int timeout_seconds = 300);
+/// Runs a shell command (stdout and stderr captured); QSCHED in it names the binary.
+RunResult run_shell(const std::string& command);
+/// Path of the qsched binary under test.
+std::string qsched_binary();
 
 /// Expects a c10::ValueError whose message contains `needle`.
-#define EXPECT_VALUE_ERROR(stmt, needle)                                                  \
-  do {                                                                                     \
-    try {                                                                                  \
-      stmt;                                                                                \
+#define EXPECT_VALUE_ERROR(stmt, needle)                                                 \
+  do {                                                                                   \
+    try {                                                                                \
+      stmt;                                                                              \
       ADD_FAILURE() << "expected c10::ValueError containing '" << needle << "'";         \
-    } catch (const c10::ValueError& e) {                                                   \
+    } catch (const c10::ValueError& e) {                                                 \
       EXPECT_NE(std::string(e.what_without_backtrace()).find(needle), std::string::npos) \
-          << e.what_without_backtrace();                                                   \
-    }                                                                                      \
+          << e.what_without_backtrace();                                                 \
+    }                                                                                    \
   } while (0)
 
 }  // namespace qsched::test
