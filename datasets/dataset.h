@@ -7,7 +7,7 @@
 //   split_train_val(train, val_size, seed)                     -> {train, val}  (test files untouched)
 //   stratified_subset(train, n, seed)                          -> train'        (--subset N)
 //   Normalizer::fit(train) .apply(train/val/test)              -> zero mean, unit std (train stats)
-//   Batcher(dataset, batch, shuffle, seed).epoch(e)            -> minibatches, order = f(seed, epoch)
+//   Batcher(dataset, batch, shuffle, seed).start_epoch(e)      -> minibatches, order = f(seed, epoch)
 //
 // Every loader validates its input and throws c10::ValueError (TORCH_CHECK_VALUE) with a
 // one-line message naming the file and the rule that was violated; the CLI maps that to
@@ -40,14 +40,15 @@ struct Splits {
 
 /// Reads an IDX image file (magic 0x00000803, uint8, [N, rows, cols]) and its IDX label file
 /// (magic 0x00000801, uint8, [N]); each may be gzipped (detected by content, not by name).
-/// Checks: file exists, magic, dims, truncation, image/label count match, labels < num_classes,
-/// N > 0. Result images are [N, 1, rows, cols] in [0,1].
+/// Checks: file exists, magic, dims, truncation (and trailing bytes), image/label count match,
+/// labels < num_classes, N > 0. Result images are [N, 1, rows, cols] in [0,1]; name = images_path.
 Dataset load_idx(const std::string& images_path, const std::string& labels_path,
                  int64_t num_classes = 10);
 
 /// Loads the standard MNIST-layout directory: train-images-idx3-ubyte(.gz),
 /// train-labels-idx1-ubyte(.gz), t10k-images-idx3-ubyte(.gz), t10k-labels-idx1-ubyte(.gz).
 /// A missing directory names the path and the Debian package `dataset-fashion-mnist`.
+/// When both `f` and `f.gz` exist, the raw `f` is used. Names are "<dir name>/train", "/test".
 /// Returns {train (all 60k), test}; `val` is empty (use split_train_val).
 Splits load_idx_dir(const std::string& root);
 
@@ -72,7 +73,8 @@ struct SyntheticOptions {
 Dataset make_synthetic(const SyntheticOptions& opt);
 
 /// Deterministic split of `train` into {train minus val, val} with `val_size` samples chosen by
-/// a seeded permutation (stratified by class). val_size must be in [1, N-1].
+/// a seeded permutation (stratified by class). val_size must be in [1, N-1]. Both parts keep the
+/// original sample order; val is named "<x>/val" for a train set named "<x>/train".
 std::pair<Dataset, Dataset> split_train_val(const Dataset& train, int64_t val_size,
                                             uint64_t seed);
 
@@ -90,6 +92,7 @@ struct Normalizer {
 
 /// Minibatches over an in-memory dataset. The order of epoch e is a pure function of
 /// (seed, e), so a resumed run sees exactly the batches an uninterrupted run would.
+/// The Batcher keeps a pointer to `d`: the dataset must outlive it (and not be reassigned).
 class Batcher {
  public:
   Batcher(const Dataset& d, int64_t batch_size, bool shuffle, uint64_t seed);

@@ -20,7 +20,7 @@ void RunFlags::add_to(po::options_description& desc) {
 
 bool RunFlags::any_override() const {
   return !config.empty() || !sets.empty() || epochs >= 0 || subset >= 0 || seed >= 0 ||
-         threads >= 0 || !data.empty() || !device.empty();
+         threads >= 0 || !data.empty() || !device.empty() || !schedule.empty();
 }
 
 json RunFlags::document(const json& base) const {
@@ -33,6 +33,13 @@ json RunFlags::document(const json& base) const {
   if (!data.empty()) j["data"]["root"] = data;
   if (!device.empty()) j["device"] = device;
   for (const auto& s : sets) apply_override(j, s);
+  if (!schedule.empty()) {
+    std::string alg = j.contains("algorithm") && j["algorithm"].is_string()
+                          ? j["algorithm"].get<std::string>()
+                          : "float";
+    TORCH_CHECK_VALUE(alg != "float", "--schedule needs an INQ or ANA config (algorithm is float)");
+    j[alg]["schedule"] = {{"family", "file"}, {"path", schedule}};
+  }
   return j;
 }
 

@@ -5,6 +5,7 @@
 //   --config FILE   JSON config (inner/config.h documents every key)
 //   --epochs N --subset N --seed S --data DIR --threads N --device D   common overrides
 //   --set key.path=value                                                any field (repeatable)
+//   --schedule FILE   replay a recorded schedule.json (sets <algorithm>.schedule)
 #include <boost/program_options.hpp>
 #include <string>
 #include <vector>
@@ -19,6 +20,7 @@ struct RunFlags {
   int64_t epochs = -1, subset = -1, seed = -1;
   int threads = -1;
   std::string data, device;
+  std::string schedule;  ///< --schedule FILE: replay a recorded schedule.json
 
   /// Registers the flags on `desc`.
   void add_to(boost::program_options::options_description& desc);

@@ -2,12 +2,14 @@
 
 #include <cmath>
 
+#include "inner/inq/inq.h"
 #include "inner/runtime.h"
 
 namespace qsched::inner {
 
 const std::vector<std::string>& known_algorithms() {
-  static const std::vector<std::string> k = {"float"};
+  // Each entry but "float" owns the config section of the same name.
+  static const std::vector<std::string> k = {"float", "inq", "ana"};
   return k;
 }
 
@@ -160,7 +162,17 @@ RunConfig parse_run_config(const json& j) {
   parse_train(r.child("train"), c.train);
   for (const auto& a : known_algorithms()) {
     if (a == "float" || !r.has(a)) continue;
-    c.algorithm_sections[a] = r.raw(a);
+    TORCH_CHECK_VALUE(a == c.algorithm, "config: section '", a, "' is given but algorithm is \"",
+                      c.algorithm, "\" (set \"algorithm\": \"", a, "\" or drop the section)");
+    json sec = r.raw(a);
+    TORCH_CHECK_VALUE(sec.is_object(), "config: ", a, " must be an object, got ",
+                      json_type_name(sec));
+    c.algorithm_sections[a] = sec;
+  }
+  // Resolve sections we know (validated, defaults filled) so config.json is complete.
+  if (c.algorithm == "inq") {
+    json sec = c.algorithm_sections.value("inq", json::object());
+    c.algorithm_sections["inq"] = inq::InqOptions::from_json(sec).to_json();
   }
   r.finish();
   return c;

@@ -6,7 +6,8 @@
 //       network->forward(x)        logits [N, classes]
 //       network->quant_layers()    QuantLayerInfo per Linear/Conv2d, in forward order
 //       network->layer(i)          the QuantLayer module i (weight, bias, weight hook)
-//       network->activations()     hidden activation modules, in forward order (hookable)
+//       network->activations()     hidden activation modules, in forward order
+//       network->activation(i)     activation i, non-const (set_transform)
 //
 // Spec types and their defaults (unknown keys are errors, see JsonReader; spec() returns the
 // spec with every default filled in, and rebuilding from it gives the same architecture):

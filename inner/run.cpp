@@ -2,6 +2,7 @@
 
 #include <cstdio>
 
+#include "inner/algorithms.h"
 #include "inner/io.h"
 #include "inner/progress.h"
 #include "inner/runtime.h"
@@ -35,6 +36,7 @@ class RunCallbacks : public TrainerCallbacks {
 
   void on_epoch_end(Trainer& t, const EpochMetrics& m) override {
     atomic_write(opt_.out_dir + "/metrics.jsonl", metrics_text(t.history()));
+    t.algorithm().write_artifacts(t, opt_.out_dir);
     t.save_checkpoint(opt_.out_dir + "/checkpoint.pt");
     if (opt_.quiet) return;
     char line[256];
@@ -78,7 +80,7 @@ RunOutcome run_training(const RunConfig& cfg, const RunOptions& opt) {
   make_dirs(opt.out_dir);
 
   auto splits = load_data(cfg, device);
-  auto alg = opt.make_algorithm ? opt.make_algorithm(cfg) : nullptr;
+  auto alg = opt.make_algorithm ? opt.make_algorithm(cfg) : make_algorithm(cfg);
   Trainer trainer(cfg, std::move(splits), std::move(alg));
   if (opt.resume) {
     trainer.load_checkpoint(ckpt);
@@ -106,6 +108,7 @@ RunOutcome run_training(const RunConfig& cfg, const RunOptions& opt) {
     return out;
   }
   out.summary = trainer.summary(out.termination);
+  trainer.algorithm().write_artifacts(trainer, opt.out_dir);
   trainer.save_checkpoint(ckpt);
   atomic_write(opt.out_dir + "/summary.json", out.summary.dump(2) + "\n");
   return out;

@@ -22,7 +22,7 @@ struct RunOptions {
   bool resume = false;
   bool progress = true;  ///< progress bar on a terminal, epoch lines on stderr
   bool quiet = false;    ///< no epoch lines at all (tests, sweeps)
-  /// Creates the algorithm for the config (default: float training).
+  /// Creates the algorithm for the config (default: make_algorithm, inner/algorithms.h).
   std::function<std::unique_ptr<Algorithm>(const RunConfig&)> make_algorithm;
 };
 

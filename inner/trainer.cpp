@@ -127,9 +127,9 @@ Termination Trainer::run(int64_t until, TrainerCallbacks* cb) {
   const int64_t steps = batcher_->batches_per_epoch();
   while (epoch_ < until) {
     auto t_epoch = Clock::now();
+    if (step_in_epoch_ == 0) alg_->on_epoch_start(*this, epoch_);  // may reset the LR schedule
     double lr = lr_at_epoch(cfg_.train, epoch_ - lr_epoch_offset_);
     set_lr(lr);
-    if (step_in_epoch_ == 0) alg_->on_epoch_start(*this, epoch_);
     batcher_->start_epoch(epoch_);
     torch::Tensor x, y;
     for (int64_t s = 0; s < step_in_epoch_; ++s) batcher_->next(x, y);  // resume mid-epoch
@@ -279,7 +279,6 @@ void Trainer::load_checkpoint(const std::string& path) {
   TORCH_CHECK_VALUE(epoch_ >= 0 && epoch_ <= cfg_.train.epochs && step_in_epoch_ >= 0 &&
                         static_cast<int64_t>(history_.size()) == epoch_,
                     "checkpoint '", path, "' is inconsistent (epoch ", epoch_, ")");
-  alg_->attach(*this);
 }
 
 }  // namespace qsched::inner

@@ -42,7 +42,8 @@ class Algorithm {
  public:
   virtual ~Algorithm() = default;
   virtual std::string name() const { return "float"; }
-  /// Called once the network and optimizer exist (and after a checkpoint was loaded).
+  /// Called once, when the network and optimizer exist: parse/validate the algorithm's config
+  /// section against the network (bad input fails here, before any training).
   virtual void attach(Trainer& t) {}
   /// Start of epoch `epoch` of `total` (e.g. ask the schedule for per-layer values).
   virtual void on_epoch_start(Trainer& t, int64_t epoch) {}
@@ -57,6 +58,10 @@ class Algorithm {
   virtual void finish(Trainer& t, json& summary) {}
   /// Extra per-epoch metrics (merged into metrics.jsonl rows).
   virtual json epoch_extra(Trainer& t) { return json::object(); }
+  /// Writes algorithm files into the run directory (e.g. schedule.json); called after every
+  /// epoch and at the end. Must write atomically.
+  virtual void write_artifacts(Trainer& t, const std::string& out_dir) {}
+  /// Checkpoint state. load() runs after attach() when a run resumes.
   virtual void save(torch::serialize::OutputArchive& a) const {}
   virtual void load(torch::serialize::InputArchive& a) {}
 };

@@ -1,0 +1,27 @@
+#pragma once
+// Creating schedules from their JSON spec (the "schedule" key of an algorithm's section):
+//
+//   {"family": "inq_paper", "bits": 5, "epochs_per_step": 2}      INQ paper's portions
+//   {"family": "steps", "portions": [0.5, 0.75, 1], "epochs_per_step": 2}
+//   {"family": "table", "quantity": "fraction", "values": [[...L...] x T]}   explicit per layer
+//   {"family": "file", "path": "runs/x/schedule.json"}           replay a recorded schedule
+//
+// Unknown families list the valid ones; unknown keys list the valid keys. The Schedules issue
+// grows this into a registry of parametric families.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "schedules/schedule.h"
+
+namespace qsched::sched {
+
+/// Creates the schedule `spec` describes, for a run that needs `quantity`. `what` names the
+/// spec in errors (e.g. "config: inq.schedule").
+std::unique_ptr<Schedule> make_schedule(const json& spec, Quantity quantity,
+                                        const std::string& what);
+
+/// Families make_schedule accepts.
+std::vector<std::string> schedule_families();
+
+}  // namespace qsched::sched
