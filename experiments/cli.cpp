@@ -24,8 +24,12 @@ struct Command {
 const std::vector<Command>& commands() {
   static const std::vector<Command> k = {
       {"demo", "the main job on the embedded default data (Fashion-MNIST)", cmd_demo},
-      {"train", "one training run (float; INQ/ANA as they land) from a JSON config", cmd_train},
+      {"train", "one training run (float, INQ or ANA) from a JSON config", cmd_train},
       {"bench", "GEMM peak, training throughput and fraction of peak on this machine", cmd_bench},
+      {"summarize", "test accuracy of finished runs and mean ± std (e.g. over seeds)",
+       cmd_summarize},
+      {"export", "a finished INQ run as a compact power-of-two file (+ JSON, --verify)", cmd_export},
+      {"infer", "test accuracy of an exported file with the torch-free reference", cmd_infer},
   };
   return k;
 }

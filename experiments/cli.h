@@ -21,5 +21,8 @@ int main(int argc, char** argv);
 int cmd_train(const std::vector<std::string>& args);
 int cmd_demo(const std::vector<std::string>& args);
 int cmd_bench(const std::vector<std::string>& args);
+int cmd_export(const std::vector<std::string>& args);
+int cmd_infer(const std::vector<std::string>& args);
+int cmd_summarize(const std::vector<std::string>& args);
 
 }  // namespace qsched::cli

@@ -11,9 +11,10 @@ namespace po = boost::program_options;
 namespace qsched::cli {
 
 namespace {
-// The embedded default job: float MLP 784-256-10 on Fashion-MNIST (the Debian package
-// dataset-fashion-mnist), the float baseline every quantized schedule is compared against.
-const char* kDemoConfig = R"({
+// The embedded default job on Fashion-MNIST (the Debian package dataset-fashion-mnist):
+// a float MLP 784-256-10, then INQ from that float model to 5-bit and to ternary (2-bit)
+// powers of two with the INQ paper's accumulated portions.
+const char* kFloatConfig = R"({
   "seed": 0,
   "threads": 1,
   "data": {"format": "idx", "root": "/usr/share/datasets/fashion-mnist", "val_size": 5000},
@@ -22,6 +23,25 @@ const char* kDemoConfig = R"({
             "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 0.0001},
             "lr_schedule": {"name": "cosine"}}
 })";
+
+struct Stage {
+  const char* name;
+  int bits;
+  int epochs_per_step;
+  int epochs;
+};
+const Stage kInqStages[] = {{"inq5", 5, 2, 7}, {"inq2", 2, 1, 10}};
+
+json run_stage(const inner::RunConfig& cfg, const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+  inner::RunOptions opt;
+  opt.out_dir = dir;
+  auto outcome = inner::run_training(cfg, opt);
+  if (outcome.termination == inner::Termination::kInterrupted)
+    throw inner::Termination::kInterrupted;
+  return outcome.summary;
+}
 }  // namespace
 
 int cmd_demo(const std::vector<std::string>& args) {
@@ -29,34 +49,63 @@ int cmd_demo(const std::vector<std::string>& args) {
   std::string out = "runs/demo";
   po::options_description desc("qsched demo flags");
   desc.add_options()("help,h", "show this help")("out", po::value(&out)->default_value(out),
-                                                 "directory for the demo's run(s); replaced");
+                                                 "directory for the demo's runs (replaced)");
   flags.add_to(desc);
   po::variables_map vm;
   if (!parse_flags(args, desc, vm,
                    "usage: qsched demo [--out DIR] [overrides]\n\n"
-                   "Runs the main job on the embedded default data: trains the float MLP "
-                   "784-256-10 on\nFashion-MNIST (train/val split of the training files), "
-                   "evaluates it on the test set\nand prints the result. Overrides apply to the "
-                   "embedded config (e.g. --epochs 3)."))
+                   "Runs the main job on the embedded default data (Fashion-MNIST):\n"
+                   "  1. float MLP 784-256-10, 10 epochs (train/val split of the training files)\n"
+                   "  2. INQ from that model to 5-bit powers of two, portions {0.5,0.75,0.875,1}\n"
+                   "  3. INQ from that model to ternary {0, ±2^n1}, the paper's 2-bit portions\n"
+                   "and prints the test accuracies. Overrides apply to the float stage's config\n"
+                   "(e.g. --epochs 3 --subset 5000 for a quick look)."))
     return kExitOk;
-  inner::RunConfig cfg = flags.resolve(json::parse(kDemoConfig));
-  std::string run_dir = out + "/float_mlp";
-  std::error_code ec;
-  std::filesystem::remove_all(run_dir, ec);
-  std::printf("qsched demo: float MLP 784-256-10 on Fashion-MNIST, %lld epochs (run dir %s)\n",
-              static_cast<long long>(cfg.train.epochs), run_dir.c_str());
+  inner::RunConfig fcfg = flags.resolve(json::parse(kFloatConfig));
+  std::printf("qsched demo: Fashion-MNIST, MLP 784-256-10; runs in %s/\n", out.c_str());
+  std::printf("\n[1/3] float training, %lld epochs\n", static_cast<long long>(fcfg.train.epochs));
   std::fflush(stdout);
-  inner::RunOptions opt;
-  opt.out_dir = run_dir;
-  auto outcome = inner::run_training(cfg, opt);
-  if (outcome.termination == inner::Termination::kInterrupted) return kExitInterrupted;
-  const auto& s = outcome.summary;
-  std::printf(
-      "\nresult: float MLP, Fashion-MNIST test accuracy %.2f%% (val %.2f%%), %lld epochs in "
-      "%.1fs\nsummary: %s/summary.json, per-epoch metrics: %s/metrics.jsonl\n",
-      100 * s["test_acc"].get<double>(), 100 * s["val_acc"].get<double>(),
-      static_cast<long long>(s["epochs"].get<int64_t>()), s["seconds"].get<double>(),
-      run_dir.c_str(), run_dir.c_str());
+  try {
+    json fs = run_stage(fcfg, out + "/float");
+    std::vector<std::pair<std::string, json>> results = {{"float", fs}};
+    int k = 2;
+    for (const auto& st : kInqStages) {
+      json j = fcfg.to_json();
+      j["algorithm"] = "inq";
+      j["train"]["epochs"] = st.epochs;
+      j["train"]["optimizer"]["lr"] = 0.01;
+      j["train"]["lr_schedule"] = {{"name", "cosine"}, {"min_lr", 0.0005}};
+      j["inq"] = {
+          {"bits", st.bits},
+          {"init_checkpoint", out + "/float/checkpoint.pt"},
+          {"schedule",
+           {{"family", "inq_paper"}, {"bits", st.bits}, {"epochs_per_step", st.epochs_per_step}}}};
+      std::printf("\n[%d/3] INQ to %d-bit powers of two, %d epochs from the float model\n", k++,
+                  st.bits, st.epochs);
+      std::fflush(stdout);
+      results.emplace_back(st.name, run_stage(inner::parse_run_config(j), out + "/" + st.name));
+    }
+    std::printf("\n%-7s %-28s %9s %9s %8s\n", "run", "weights", "test acc", "vs float", "on grid");
+    double base = fs["test_acc"].get<double>();
+    for (const auto& [name, s] : results) {
+      std::string weights = "float32";
+      if (name != "float") {
+        int b = s["bits"].get<int>();
+        weights =
+            std::to_string(b) + "-bit: " + std::to_string((1 << (b - 1)) + 1) + " levels {0, ±2^k}";
+      }
+      double a = s["test_acc"].get<double>();
+      std::printf("%-7s %-28s %8.2f%% %+8.2f %8s\n", name.c_str(), weights.c_str(), 100 * a,
+                  100 * (a - base),
+                  name == "float" ? "-" : (s["on_grid"].get<bool>() ? "yes" : "NO"));
+    }
+    std::printf(
+        "\nper-run files (config, metrics.jsonl, summary.json, schedule.json, checkpoint):"
+        " %s/{float,inq5,inq2}/\n",
+        out.c_str());
+  } catch (inner::Termination) {
+    return kExitInterrupted;
+  }
   return kExitOk;
 }
 

@@ -29,6 +29,16 @@ Codebook Codebook::from_max(double s, int bits) {
   return cb;
 }
 
+Codebook Codebook::with_n1(int64_t n1, int bits) {
+  TORCH_CHECK_VALUE(bits >= 2 && bits <= 8, "inq.bits = ", bits,
+                    ". Violated constraint: 2 <= bits <= 8");
+  Codebook cb;
+  cb.bits = bits;
+  cb.n1 = n1;
+  cb.n2 = n1 + 1 - (int64_t{1} << (bits - 2));
+  return cb;
+}
+
 std::vector<double> Codebook::magnitudes() const {
   std::vector<double> m{0.0};
   for (int64_t k = n2; k <= n1; ++k) m.push_back(std::ldexp(1.0, static_cast<int>(k)));
@@ -90,6 +100,9 @@ InqOptions InqOptions::from_json(const json& section) {
   std::string p = r.get<std::string>("partition", "magnitude");
   r.check_one_of("partition", p, {"magnitude", "random", "random-repartition"});
   o.partition = partition_from_string(p);
+  std::string cbr = r.get<std::string>("codebook", "paper");
+  r.check_one_of("codebook", cbr, {"paper", "min-error"});
+  o.codebook = cbr == "paper" ? CodebookRule::kPaper : CodebookRule::kMinError;
   json sched = r.raw("schedule");
   o.schedule = sched.is_null() ? json{{"family", "inq_paper"},
                                       {"bits", std::clamp(o.bits, 2, 5)},
@@ -124,6 +137,7 @@ InqOptions InqOptions::from_json(const json& section) {
 json InqOptions::to_json() const {
   return {{"bits", bits},
           {"partition", qsched::inner::inq::to_string(partition)},
+          {"codebook", codebook == CodebookRule::kPaper ? "paper" : "min-error"},
           {"schedule", schedule},
           {"pretrain_epochs", pretrain_epochs},
           {"init_checkpoint", init_checkpoint},
@@ -194,6 +208,15 @@ void InqAlgorithm::start(Trainer& t) {
   for (auto& l : layers_) {
     auto& w = t.network()->layer(l.index)->weight;
     l.codebook = Codebook::from_max(w.abs().max().item<double>(), opt_.bits);
+    if (opt_.codebook == CodebookRule::kMinError) {
+      double best = (w - project(w, l.codebook)).pow(2).sum().item<double>();
+      const int64_t n1 = l.codebook.n1;
+      for (int64_t d = 1; d <= 4; ++d) {
+        Codebook c = Codebook::with_n1(n1 - d, opt_.bits);
+        double err = (w - project(w, c)).pow(2).sum().item<double>();
+        if (err < best) best = err, l.codebook = c;
+      }
+    }
     l.trainable = torch::ones_like(w);
     l.frozen_values = torch::zeros_like(w);
     if (opt_.partition == Partition::kRandomRepartition) l.latent = w.detach().clone();

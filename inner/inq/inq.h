@@ -42,8 +42,10 @@ namespace qsched::inner::inq {
 struct Codebook {
   int bits = 5;
   int64_t n1 = 0, n2 = 0;
-  /// From s = max|W| > 0 and bits in [2, 8].
+  /// From s = max|W| > 0 and bits in [2, 8] (the paper's rule).
   static Codebook from_max(double s, int bits);
+  /// With a given top exponent n1 (n2 follows from bits).
+  static Codebook with_n1(int64_t n1, int bits);
   /// Number of levels, 2^(bits-1) + 1 (zero and the signed powers of two).
   int64_t num_levels() const { return 2 * (n1 - n2 + 1) + 1; }
   /// Sorted non-negative levels {0, 2^n2, ..., 2^n1}.
@@ -59,13 +61,22 @@ enum class Partition { kMagnitude, kRandom, kRandomRepartition };
 Partition partition_from_string(const std::string& s);
 std::string to_string(Partition p);
 
+/// How n1 is chosen when INQ starts.
+///   paper      n1 = floor(log2(4·max|W|/3)) (Zhou et al. 2017), the default
+///   min-error  the n1 in [n1_paper - 4, n1_paper] that minimizes ||W - Q(W)||² of the layer
+///              at INQ start (an extension: for 2-3 bits the paper's rule zeroes every weight
+///              below 2^(n1-1) ~ max|W|/2, i.e. most of a layer)
+enum class CodebookRule { kPaper, kMinError };
+
 /// The "inq" config section:
-/// {"bits": 5, "partition": "magnitude", "schedule": {"family": "inq_paper", ...},
+/// {"bits": 5, "partition": "magnitude", "codebook": "paper",
+///  "schedule": {"family": "inq_paper", ...},
 ///  "pretrain_epochs": 0, "init_checkpoint": "", "exclude": [], "reset_lr": false,
 ///  "reset_optimizer": false}
 struct InqOptions {
   int bits = 5;  ///< b in [2, 8]: 2^(b-1)+1 levels
   Partition partition = Partition::kMagnitude;
+  CodebookRule codebook = CodebookRule::kPaper;
   json schedule = json{{"family", "inq_paper"}, {"bits", 5}, {"epochs_per_step", 1}};
   int64_t pretrain_epochs = 0;       ///< float epochs before INQ starts, inside this run
   std::string init_checkpoint;       ///< start from the model of this checkpoint.pt (float run)

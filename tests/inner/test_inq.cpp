@@ -333,3 +333,26 @@ TEST(InqRun, StartsFromAFloatCheckpoint) {
   json bad = inq_config({{"init_checkpoint", dir.file("nope.pt")}}, 4);
   EXPECT_VALUE_ERROR(make_trainer(bad), "does not exist");
 }
+
+TEST(InqAlgorithm, MinErrorCodebookNeverProjectsWorseThanThePaperRule) {
+  for (int bits : {2, 3, 5}) {
+    json sched = {{"family", "steps"}, {"portions", {0.5, 1.0}}, {"epochs_per_step", 1}};
+    auto paper = make_trainer(inq_config({{"bits", bits}, {"schedule", sched}}, 2));
+    auto minerr = make_trainer(
+        inq_config({{"bits", bits}, {"codebook", "min-error"}, {"schedule", sched}}, 2));
+    paper->algorithm().on_epoch_start(*paper, 0);
+    minerr->algorithm().on_epoch_start(*minerr, 0);
+    for (size_t j = 0; j < 2; ++j) {
+      const auto& lp = inq_of(*paper).layers()[j];
+      const auto& lm = inq_of(*minerr).layers()[j];
+      EXPECT_LE(lm.codebook.n1, lp.codebook.n1);
+      EXPECT_GE(lm.codebook.n1, lp.codebook.n1 - 4);
+      // Same initial weights (same seed): compare the projection error of the whole layer.
+      auto w = make_trainer(test::synthetic_config(2))->network()->layer(lp.index)->weight.detach();
+      double ep = (w - inq::project(w, lp.codebook)).pow(2).sum().item<double>();
+      double em = (w - inq::project(w, lm.codebook)).pow(2).sum().item<double>();
+      EXPECT_LE(em, ep) << "bits " << bits << " layer " << j;
+    }
+  }
+  EXPECT_VALUE_ERROR(inq::InqOptions::from_json({{"codebook", "best"}}), "inq.codebook");
+}
