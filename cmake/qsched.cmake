@@ -18,3 +18,8 @@ function(qsched_target tgt)
     target_precompile_headers(${tgt} REUSE_FROM qsched_pch)
   endif()
 endfunction()
+
+# With ccache, GCC must preprocess through the PCH for the result to be cacheable.
+if(CCACHE_PROGRAM AND QSCHED_USE_PCH AND CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+  target_compile_options(qsched_pch PUBLIC -fpch-preprocess)
+endif()

@@ -73,6 +73,19 @@ EvalResult evaluate(NetworkImpl& net, const data::Dataset& d, int64_t batch_size
   return r;
 }
 
+void load_model_weights(NetworkImpl& net, const std::string& path, const std::string& what) {
+  TORCH_CHECK_VALUE(file_exists(path), what, " '", path, "' does not exist");
+  torch::serialize::InputArchive a, model;
+  try {
+    a.load_from(path);
+    a.read("model", model);
+    net.load(model);
+  } catch (const c10::Error& e) {
+    TORCH_CHECK_VALUE(false, what, " '", path, "' does not hold a model of this network (",
+                      e.what_without_backtrace(), ")");
+  }
+}
+
 Trainer::Trainer(RunConfig cfg, data::Splits data, std::unique_ptr<Algorithm> alg)
     : cfg_(std::move(cfg)),
       data_(std::move(data)),

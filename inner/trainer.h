@@ -36,6 +36,11 @@ EvalResult evaluate(NetworkImpl& net, const data::Dataset& d, int64_t batch_size
 
 class Trainer;
 
+/// Loads only the model weights of a checkpoint.pt written by Trainer::save_checkpoint (e.g. a
+/// float run that INQ/ANA start from). `what` names the config key in errors
+/// ("config: inq.init_checkpoint"); a missing file or another architecture is a ValueError.
+void load_model_weights(NetworkImpl& net, const std::string& path, const std::string& what);
+
 /// Quantization algorithm plugged into the trainer (INQ, ANA, ...). Defaults are no-ops,
 /// which is float training.
 class Algorithm {

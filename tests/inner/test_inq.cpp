@@ -14,6 +14,8 @@ using namespace qsched;
 using namespace qsched::inner;
 using inq::Codebook;
 using inq::InqAlgorithm;
+using test::make_trainer;
+using test::strip_time;
 
 namespace {
 
@@ -26,22 +28,7 @@ json inq_config(const json& inq_section, int64_t epochs, const std::string& opti
   return j;
 }
 
-std::unique_ptr<Trainer> make_trainer(const json& j) {
-  RunConfig cfg = parse_run_config(j);
-  set_threads(cfg.threads);
-  return std::make_unique<Trainer>(cfg, load_data(cfg, torch::kCPU), make_algorithm(cfg));
-}
-
 InqAlgorithm& inq_of(Trainer& t) { return dynamic_cast<InqAlgorithm&>(t.algorithm()); }
-
-std::vector<json> strip_time(const std::vector<json>& rows) {
-  std::vector<json> out;
-  for (auto r : rows) {
-    r.erase("seconds");
-    out.push_back(r);
-  }
-  return out;
-}
 
 }  // namespace
 

@@ -9,24 +9,10 @@
 
 using namespace qsched;
 using namespace qsched::inner;
+using test::make_trainer;
+using test::strip_time;
 
 namespace {
-
-/// Metrics rows without wall-clock fields, for exact comparison.
-std::vector<json> strip_time(const std::vector<json>& rows) {
-  std::vector<json> out;
-  for (auto r : rows) {
-    r.erase("seconds");
-    out.push_back(r);
-  }
-  return out;
-}
-
-Trainer make_trainer(const json& j) {
-  RunConfig cfg = parse_run_config(j);
-  set_threads(cfg.threads);
-  return Trainer(cfg, load_data(cfg, torch::kCPU));
-}
 
 /// Interrupts the loop after `at` steps of epoch `epoch`.
 struct InterruptAt : TrainerCallbacks {
@@ -105,87 +91,87 @@ TEST(LrSchedule, StepAndCosineAndWarmup) {
 }
 
 TEST(Trainer, LearnsSyntheticTask) {
-  Trainer t = make_trainer(test::synthetic_config(4));
-  auto before = t.eval_on(t.data().val);
-  EXPECT_EQ(t.run(4), Termination::kCompleted);
-  auto after = t.eval_on(t.data().val);
+  auto t = make_trainer(test::synthetic_config(4));
+  auto before = t->eval_on(t->data().val);
+  EXPECT_EQ(t->run(4), Termination::kCompleted);
+  auto after = t->eval_on(t->data().val);
   EXPECT_LT(after.loss, before.loss);
   EXPECT_GT(after.acc, 0.6);  // 4 classes: chance is 0.25
-  EXPECT_EQ(t.history().size(), 4u);
+  EXPECT_EQ(t->history().size(), 4u);
 }
 
 TEST(Trainer, SameSeedSameMetricsOtherSeedDiffers) {
-  Trainer a = make_trainer(test::synthetic_config(2));
-  Trainer b = make_trainer(test::synthetic_config(2));
+  auto a = make_trainer(test::synthetic_config(2));
+  auto b = make_trainer(test::synthetic_config(2));
   json j = test::synthetic_config(2);
   j["seed"] = 4;
-  Trainer c = make_trainer(j);
-  a.run(2);
-  b.run(2);
-  c.run(2);
-  EXPECT_EQ(strip_time(a.history()), strip_time(b.history()));
-  EXPECT_NE(strip_time(a.history()), strip_time(c.history()));
+  auto c = make_trainer(j);
+  a->run(2);
+  b->run(2);
+  c->run(2);
+  EXPECT_EQ(strip_time(a->history()), strip_time(b->history()));
+  EXPECT_NE(strip_time(a->history()), strip_time(c->history()));
 }
 
 TEST(Trainer, ResumeAtEpochBoundaryMatchesUninterrupted) {
   test::TempDir dir;
   json j = test::synthetic_config(4);
   j["train"]["optimizer"]["name"] = "adam";
-  Trainer full = make_trainer(j);
-  full.run(4);
-  Trainer first = make_trainer(j);
-  first.run(2);
-  first.save_checkpoint(dir.file("ck.pt"));
-  Trainer second = make_trainer(j);
-  second.load_checkpoint(dir.file("ck.pt"));
-  EXPECT_EQ(second.epoch(), 2);
-  second.run(4);
-  EXPECT_EQ(strip_time(second.history()), strip_time(full.history()));
+  auto full = make_trainer(j);
+  full->run(4);
+  auto first = make_trainer(j);
+  first->run(2);
+  first->save_checkpoint(dir.file("ck.pt"));
+  auto second = make_trainer(j);
+  second->load_checkpoint(dir.file("ck.pt"));
+  EXPECT_EQ(second->epoch(), 2);
+  second->run(4);
+  EXPECT_EQ(strip_time(second->history()), strip_time(full->history()));
 }
 
 TEST(Trainer, InterruptMidEpochThenResumeMatchesUninterrupted) {
   test::TempDir dir;
   json j = test::synthetic_config(3);
-  Trainer full = make_trainer(j);
-  full.run(3);
-  Trainer first = make_trainer(j);
+  auto full = make_trainer(j);
+  full->run(3);
+  auto first = make_trainer(j);
   InterruptAt cb(1, 5);
-  EXPECT_EQ(first.run(3, &cb), Termination::kInterrupted);
+  EXPECT_EQ(first->run(3, &cb), Termination::kInterrupted);
   set_interrupted(false);
-  EXPECT_EQ(first.epoch(), 1);
-  first.save_checkpoint(dir.file("ck.pt"));
-  Trainer second = make_trainer(j);
-  second.load_checkpoint(dir.file("ck.pt"));
-  EXPECT_EQ(second.run(3), Termination::kCompleted);
-  EXPECT_EQ(strip_time(second.history()), strip_time(full.history()));
-  EXPECT_EQ(second.summary(Termination::kCompleted)["test_acc"],
-            full.summary(Termination::kCompleted)["test_acc"]);
+  EXPECT_EQ(first->epoch(), 1);
+  first->save_checkpoint(dir.file("ck.pt"));
+  auto second = make_trainer(j);
+  second->load_checkpoint(dir.file("ck.pt"));
+  EXPECT_EQ(second->run(3), Termination::kCompleted);
+  EXPECT_EQ(strip_time(second->history()), strip_time(full->history()));
+  EXPECT_EQ(second->summary(Termination::kCompleted)["test_acc"],
+            full->summary(Termination::kCompleted)["test_acc"]);
 }
 
 TEST(Trainer, RejectsCheckpointOfOtherConfigAndCorruptFiles) {
   test::TempDir dir;
-  Trainer a = make_trainer(test::synthetic_config(2));
-  a.run(1);
-  a.save_checkpoint(dir.file("ck.pt"));
+  auto a = make_trainer(test::synthetic_config(2));
+  a->run(1);
+  a->save_checkpoint(dir.file("ck.pt"));
   json other = test::synthetic_config(2);
   other["train"]["optimizer"]["lr"] = 0.01;
-  Trainer b = make_trainer(other);
-  EXPECT_VALUE_ERROR(b.load_checkpoint(dir.file("ck.pt")), "different config");
+  auto b = make_trainer(other);
+  EXPECT_VALUE_ERROR(b->load_checkpoint(dir.file("ck.pt")), "different config");
   test::write_file(dir.file("bad.pt"), "this is not a checkpoint");
-  EXPECT_VALUE_ERROR(b.load_checkpoint(dir.file("bad.pt")), "corrupt");
+  EXPECT_VALUE_ERROR(b->load_checkpoint(dir.file("bad.pt")), "corrupt");
   std::string bytes = test::read_file(dir.file("ck.pt"));
   test::write_file(dir.file("trunc.pt"), bytes.substr(0, bytes.size() / 2));
-  EXPECT_VALUE_ERROR(b.load_checkpoint(dir.file("trunc.pt")), "corrupt");
-  EXPECT_VALUE_ERROR(b.load_checkpoint(dir.file("missing.pt")), "does not exist");
+  EXPECT_VALUE_ERROR(b->load_checkpoint(dir.file("trunc.pt")), "corrupt");
+  EXPECT_VALUE_ERROR(b->load_checkpoint(dir.file("missing.pt")), "does not exist");
 }
 
 TEST(Trainer, DivergenceIsAnOutcomeNotACrash) {
   json j = test::synthetic_config(2);
   j["train"]["optimizer"] = {{"name", "sgd"}, {"lr", 1e30}, {"momentum", 0.0}};
   j["train"]["lr_schedule"] = {{"name", "constant"}};
-  Trainer t = make_trainer(j);
-  EXPECT_EQ(t.run(2), Termination::kDiverged);
-  EXPECT_EQ(t.summary(Termination::kDiverged)["termination"], "diverged");
+  auto t = make_trainer(j);
+  EXPECT_EQ(t->run(2), Termination::kDiverged);
+  EXPECT_EQ(t->summary(Termination::kDiverged)["termination"], "diverged");
 }
 
 TEST(RunDir, WritesContractFilesAndRefusesToOverwrite) {

@@ -19,3 +19,26 @@ json synthetic_config(int64_t epochs) {
 }
 
 }  // namespace qsched::test
+
+#include "inner/algorithms.h"
+#include "inner/runtime.h"
+
+namespace qsched::test {
+
+std::unique_ptr<inner::Trainer> make_trainer(const json& j) {
+  inner::RunConfig cfg = inner::parse_run_config(j);
+  set_threads(cfg.threads);
+  return std::make_unique<inner::Trainer>(cfg, inner::load_data(cfg, torch::kCPU),
+                                          inner::make_algorithm(cfg));
+}
+
+std::vector<json> strip_time(const std::vector<json>& rows) {
+  std::vector<json> out;
+  for (auto r : rows) {
+    r.erase("seconds");
+    out.push_back(r);
+  }
+  return out;
+}
+
+}  // namespace qsched::test

@@ -1,10 +1,21 @@
 #pragma once
-// A small, fast, learnable run config on synthetic data (8x8 images, 4 classes): the
-// standard fixture of trainer and CLI tests.
+// Fixtures of trainer, algorithm and CLI tests: a small, fast, learnable run config on
+// synthetic data (8x8 images, 4 classes) and helpers around it.
+#include <memory>
+#include <vector>
+
 #include "inner/json_reader.h"
+#include "inner/trainer.h"
 
 namespace qsched::test {
 
 json synthetic_config(int64_t epochs = 3);
+
+/// Parses `j`, sets threads, loads the data on the CPU and builds the trainer with the
+/// config's algorithm (inner::make_algorithm).
+std::unique_ptr<inner::Trainer> make_trainer(const json& j);
+
+/// Metrics rows without wall-clock fields, for exact comparisons of runs.
+std::vector<json> strip_time(const std::vector<json>& rows);
 
 }  // namespace qsched::test
