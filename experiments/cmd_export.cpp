@@ -67,32 +67,38 @@ int cmd_export(const std::vector<std::string>& args) {
 
   // Read the file back through the torch-free reader: what a consumer gets.
   auto reread = as_bad_input([&] { return inner::xport::read_export_file(out); });
-  inner::xport::ReferenceNet ref = as_bad_input([&] { return inner::xport::ReferenceNet(reread, out); });
-  const int64_t weights = ref.coded_weights();
+  inner::xport::ReferenceNet ref =
+      as_bad_input([&] { return inner::xport::ReferenceNet(reread, out); });
+  const int64_t coded = ref.coded_weights(), values = coded + ref.float_values();
   int64_t code_bytes = 0;
   for (const auto& r : reread.records)
     if (r.type == inner::xport::RecordType::kCodes) code_bytes += r.data_bytes();
-  std::printf("%s: %llu bytes; %s\n", out.c_str(), static_cast<unsigned long long>(bytes),
-              ref.describe().c_str());
-  std::printf("  codes %lld bytes = %.4f bytes/coded weight; file %.4f bytes/weight overall\n",
-              static_cast<long long>(code_bytes),
-              weights ? static_cast<double>(code_bytes) / weights : 0.0,
-              static_cast<double>(bytes) / std::max<int64_t>(1, weights + ref.float_values()));
+  std::printf("%s: %llu bytes (all float32: %lld bytes, %.1fx larger); %s\n", out.c_str(),
+              static_cast<unsigned long long>(bytes), static_cast<long long>(4 * values),
+              4.0 * values / static_cast<double>(bytes), ref.describe().c_str());
+  std::printf(
+      "  codes: %lld bytes = %.4f bytes/coded weight (%.2f bits); whole file: %.4f bytes per "
+      "stored value\n",
+      static_cast<long long>(code_bytes), coded ? static_cast<double>(code_bytes) / coded : 0.0,
+      coded ? 8.0 * code_bytes / coded : 0.0,
+      static_cast<double>(bytes) / std::max<int64_t>(1, values));
   if (!json_out.empty()) std::printf("  inspection JSON: %s\n", json_out.c_str());
   if (!verify) return kExitOk;
 
-  auto a = inner::xport::compare_with_torch(*loaded.trainer->network(), ref, loaded.raw_test,
-                                            loaded.normalized_test,
-                                            loaded.cfg.train.eval_batch_size);
+  auto a =
+      inner::xport::compare_with_torch(*loaded.trainer->network(), ref, loaded.raw_test,
+                                       loaded.normalized_test, loaded.cfg.train.eval_batch_size);
   const double tol = kRelTol * (1.0 + a.max_abs_logit);
   std::printf(
       "  verify on %lld test images: predictions identical %.3f%% (%lld/%lld), max |logit diff| "
       "%.3g (tolerance %.3g); accuracy reference %.4f, LibTorch %.4f\n",
-      static_cast<long long>(a.n), 100.0 * a.agreement(), static_cast<long long>(a.same_predictions),
-      static_cast<long long>(a.n), a.max_abs_logit_diff, tol, a.reference_acc, a.torch_acc);
+      static_cast<long long>(a.n), 100.0 * a.agreement(),
+      static_cast<long long>(a.same_predictions), static_cast<long long>(a.n), a.max_abs_logit_diff,
+      tol, a.reference_acc, a.torch_acc);
   if (a.agreement() < kMinAgreement || a.max_abs_logit_diff > tol) {
-    std::fprintf(stderr, "qsched export: error: verification failed (agreement below %.1f%% or "
-                         "logits outside the tolerance)\n",
+    std::fprintf(stderr,
+                 "qsched export: error: verification failed (agreement below %.1f%% or "
+                 "logits outside the tolerance)\n",
                  100.0 * kMinAgreement);
     return kExitInternal;
   }

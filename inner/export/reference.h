@@ -1,0 +1,141 @@
+#pragma once
+// Reference inference of an exported network (.qsx, inner/export/format.h), written with Eigen
+// and independent of LibTorch: it reads only the export file and reproduces the hardened
+// network's forward pass (inner/network.cpp) in eval mode.
+//
+//   read_export_file(path) --ReferenceNet(model)--> net.logits(raw pixels, n) -> [n, K]
+//
+// What it computes (per network type, exactly the order of inner/network.cpp):
+//   mlp:    [fc -> (bn) -> relu]* -> out
+//   lenet:  [conv5x5 -> relu -> maxpool2]* -> flatten -> [fc -> relu]* -> out
+//   vgg:    [conv3x3 pad 1 -> bn -> relu | maxpool2]* -> flatten -> [fc -> relu]* -> out
+//   resnet: conv -> bn -> relu -> blocks -> global average pool -> out, a block being
+//           relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)), shortcut = bn(conv1x1(x)) or x
+// with the raw pixels first normalized as the header says: x' = (x - mean[c]) / std[c].
+//
+// Arithmetic. A quantized layer's weights are W = 2^n2 · Q with Q integer-valued:
+// Q = sign · 2^(k - n2), i.e. 0 or ±1, ±2, .., ±2^(n1-n2) (ternary: 0, ±1). A layer computes
+//   y = ldexp(Q · x, n2) + bias
+// so every product Q_ij·x_j is x_j shifted by (k - n2) binary places (exact in float32), and
+// the only scaling is one exact shift by n2 per layer: what a shift-based accelerator does.
+// Activations stay float32 (INQ quantizes weights only); sums are float32 in Eigen's GEMM order,
+// so logits differ from LibTorch's (another summation order) by float rounding only (about
+// 1e-6 relative; predictions differ only on exact near-ties). BatchNorm is folded as LibTorch
+// does in eval mode: alpha = weight / sqrt(running_var + eps), beta = bias - running_mean·alpha,
+// y = x·alpha + beta. Convolutions are im2col + GEMM; max-pool 2x2 stride 2 (floor); the
+// flatten order is PyTorch's NCHW.
+//
+// Errors (ExportError, one line naming the source): records missing or extra for the
+// architecture, wrong shapes, a bad network spec in the header, non-finite float parameters.
+// No torch includes here or in reference.cpp.
+#include <Eigen/Dense>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "inner/export/format.h"
+
+namespace qsched::inner::xport {
+
+using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+/// Raw images as the datasets store them before normalization.
+struct RawImages {
+  int64_t n = 0, channels = 0, height = 0, width = 0;
+  std::vector<float> pixels;    ///< n·C·H·W values uint8 / 255 in [0, 1], NCHW row-major
+  std::vector<int64_t> labels;  ///< n labels
+  std::string source;           ///< the files read, for messages
+};
+
+/// Reads the test split of a data directory, torch-free: an MNIST-layout IDX directory
+/// (t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, each raw or .gz; raw preferred) or a
+/// CIFAR-10 binary directory (test_batch.bin). Bad files are ExportErrors naming the file.
+RawImages read_test_images(const std::string& dir);
+
+class ReferenceNet {
+ public:
+  /// Builds the network from the header's spec and the records; `source` names the file in
+  /// error messages.
+  explicit ReferenceNet(const ExportModel& m, const std::string& source = "export");
+
+  int64_t channels() const { return c_; }
+  int64_t height() const { return h_; }
+  int64_t width() const { return w_; }
+  int64_t num_classes() const { return classes_; }
+  /// C·H·W.
+  int64_t input_size() const { return c_ * h_ * w_; }
+
+  /// Logits [n, K] of n raw images (input_size() floats each, in [0, 1], NCHW); normalizes them
+  /// with the header's mean/std first. Processes `batch` images at a time.
+  RowMatrix logits(const float* raw, int64_t n, int64_t batch = 256) const;
+  /// Logits of already normalized inputs.
+  RowMatrix logits_normalized(const float* x, int64_t n, int64_t batch = 256) const;
+  /// Row-wise argmax (first maximum on ties, like torch::argmax).
+  static std::vector<int64_t> argmax(const RowMatrix& logits);
+
+  /// Number of weights stored as power-of-two codes, and as float32 (float layers, biases, BN).
+  int64_t coded_weights() const { return coded_; }
+  int64_t float_values() const { return floats_; }
+  /// One line: network type, layers, bits.
+  std::string describe() const;
+
+ private:
+  /// A Linear or Conv2d layer; Linear is a 1x1 "conv" on a 1x1 map with cin = in features.
+  struct Dense {
+    std::string name;
+    bool conv = false;
+    int64_t cin = 0, cout = 0, k = 1, stride = 1, pad = 0;
+    RowMatrix w;           ///< [cout, cin·k·k]; coded layers: the integers Q
+    int scale_exp = 0;     ///< output shift: n2 for coded layers, 0 for float layers
+    int bits = 32;         ///< 32 = float layer
+    Eigen::VectorXf bias;  ///< empty when the layer has no bias
+  };
+  struct Affine {  ///< BatchNorm in eval mode, folded
+    Eigen::VectorXf alpha, beta;
+  };
+  enum class Op { kDense, kAffine, kRelu, kMaxPool, kFlatten, kBlock, kGlobalAvgPool };
+  struct Step {
+    Op op;
+    size_t index = 0;  ///< into dense_, affine_ or blocks_
+  };
+  /// relu(main(x) + shortcut(x)); an empty shortcut is the identity.
+  struct Block {
+    std::vector<Step> main, shortcut;
+  };
+  /// Activations of a batch: x [n, c·h·w] (rows NCHW-flattened).
+  struct Act {
+    int64_t c = 0, h = 0, w = 0;
+    RowMatrix x;
+  };
+  /// Shape bookkeeping while building.
+  struct Shape {
+    int64_t c = 0, h = 1, w = 1;
+  };
+
+  // Building (checks each record against the architecture and marks it used).
+  Step add_conv(const std::string& name, Shape& s, int64_t cout, int64_t k, int64_t stride,
+                int64_t pad, bool bias, bool linear = false);
+  Step add_linear(const std::string& name, Shape& s, int64_t out, bool bias);
+  Step add_bn(const std::string& name, const Shape& s);
+  const Record& take(const std::string& name, const std::vector<int64_t>& dims, bool allow_codes);
+  std::vector<float> floats(const std::string& name, int64_t n);
+  [[noreturn]] void fail(const std::string& what) const;
+
+  void run(const std::vector<Step>& steps, Act& a) const;
+  void dense(const Dense& d, Act& a) const;
+
+  std::string src_;
+  const ExportModel* model_ = nullptr;  ///< only during construction
+  std::vector<bool> used_;
+  std::string type_;
+  int64_t c_ = 0, h_ = 0, w_ = 0, classes_ = 0;
+  std::vector<float> mean_, std_;
+  double eps_ = 1e-5;
+  std::vector<Dense> dense_;
+  std::vector<Affine> affine_;
+  std::vector<Block> blocks_;
+  std::vector<Step> steps_;
+  int64_t coded_ = 0, floats_ = 0;
+};
+
+}  // namespace qsched::inner::xport

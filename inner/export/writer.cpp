@@ -1,0 +1,260 @@
+#include "inner/export/writer.h"
+
+#include <cmath>
+
+#include "inner/algorithms.h"
+#include "inner/inq/inq.h"
+#include "inner/io.h"
+#include "inner/run.h"
+#include "inner/runtime.h"
+
+namespace qsched::inner::xport {
+
+RunData load_run_data(const RunConfig& cfg, torch::Device device) {
+  // load_data = load, split, subset, then (optionally) fit a Normalizer on the training split
+  // and apply it to all three. Load without normalization and do the last step here.
+  RunConfig raw_cfg = cfg;
+  raw_cfg.data.normalize = false;
+  RunData d;
+  d.raw = load_data(raw_cfg, device);
+  d.normalized = d.raw;  // Normalizer::apply replaces the images tensor: raw stays intact
+  const int64_t c = d.raw.train.images.size(1);
+  if (cfg.data.normalize) {
+    auto n = data::Normalizer::fit(d.raw.train);
+    for (auto* s : {&d.normalized.train, &d.normalized.val, &d.normalized.test}) n.apply(*s);
+    auto mean = n.mean.to(torch::kCPU).contiguous(), std = n.std.to(torch::kCPU).contiguous();
+    d.norm.mean.assign(mean.data_ptr<float>(), mean.data_ptr<float>() + c);
+    d.norm.std.assign(std.data_ptr<float>(), std.data_ptr<float>() + c);
+  } else {
+    d.norm.mean.assign(c, 0.0f);
+    d.norm.std.assign(c, 1.0f);
+  }
+  return d;
+}
+
+namespace {
+
+std::string codebook_str(const inq::Codebook& cb) {
+  return "{0, ±2^" + std::to_string(cb.n2) + " .. ±2^" + std::to_string(cb.n1) + "}";
+}
+
+std::vector<int64_t> dims_of(const torch::Tensor& t) { return t.sizes().vec(); }
+
+Record float_record(const std::string& name, const torch::Tensor& t) {
+  Record r;
+  r.name = name;
+  r.type = RecordType::kFloat32;
+  r.bits = 32;
+  r.dims = dims_of(t);
+  auto c = t.detach().to(torch::kCPU, torch::kFloat).contiguous();
+  r.values.assign(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+  return r;
+}
+
+double batchnorm_eps(torch::nn::Module& net) {
+  double eps = -1;
+  for (const auto& m : net.modules()) {
+    double e = -1;
+    if (auto* b1 = m->as<torch::nn::BatchNorm1d>()) e = b1->options.eps();
+    if (auto* b2 = m->as<torch::nn::BatchNorm2d>()) e = b2->options.eps();
+    if (e < 0) continue;
+    TORCH_INTERNAL_ASSERT(eps < 0 || eps == e, "BatchNorm layers with different eps");
+    eps = e;
+  }
+  return eps < 0 ? 1e-5 : eps;
+}
+
+}  // namespace
+
+ExportModel export_network(Trainer& t, const Normalization& norm, const json& source) {
+  const auto* inq_alg = dynamic_cast<const inq::InqAlgorithm*>(&t.algorithm());
+  TORCH_CHECK_VALUE(inq_alg, "export: the run's algorithm is \"", t.algorithm().name(),
+                    "\"; only INQ runs have power-of-two weights to export");
+  NetworkImpl& net = *t.network();
+  for (size_t i = 0; i < net.activations().size(); ++i) {
+    TORCH_CHECK_VALUE(!net.activations()[i]->has_transform(), "export: activation ", i,
+                      " has a transform (ANA activation quantization); exporting ANA networks "
+                      "is not implemented yet");
+  }
+  const auto& infos = net.quant_layers();
+  std::vector<const inq::InqAlgorithm::Layer*> inq_of(infos.size(), nullptr);
+  for (const auto& l : inq_alg->layers()) inq_of.at(l.index) = &l;
+
+  torch::NoGradGuard no_grad;
+  // Codes per quantized layer, keyed by the weight's parameter name.
+  std::map<std::string, Record> coded;
+  int64_t float_layers = 0;
+  for (size_t i = 0; i < infos.size(); ++i) {
+    auto& layer = net.layer(static_cast<int64_t>(i));
+    const std::string name = infos[i].name + ".weight";
+    auto w = layer->effective_weight().detach().to(torch::kCPU, torch::kFloat).contiguous();
+    TORCH_CHECK_VALUE(torch::equal(w, layer->weight.detach().to(torch::kCPU, torch::kFloat)),
+                      "export: layer '", infos[i].name,
+                      "' has a weight transform (ANA); exporting ANA networks is not implemented");
+    const auto* l = inq_of[i];
+    if (!l) {
+      ++float_layers;
+      continue;
+    }
+    TORCH_CHECK_VALUE(l->started, "export: INQ layer '", infos[i].name,
+                      "' never started quantizing (the run is not fully quantized)");
+    Record r;
+    r.name = name;
+    r.type = RecordType::kCodes;
+    r.bits = l->codebook.bits;
+    r.n1 = static_cast<int32_t>(l->codebook.n1);
+    r.n2 = static_cast<int32_t>(l->codebook.n2);
+    TORCH_CHECK_VALUE(r.n1 - r.n2 + 1 == (int64_t{1} << (r.bits - 2)), "export: layer '",
+                      infos[i].name, "': codebook n1 = ", r.n1, ", n2 = ", r.n2,
+                      " does not have 2^(bits-2) exponents for bits = ", r.bits);
+    r.dims = dims_of(w);
+    r.codes.resize(w.numel());
+    const float* p = w.data_ptr<float>();
+    for (int64_t j = 0; j < w.numel(); ++j) {
+      TORCH_CHECK_VALUE(encode_weight(p[j], r.n1, r.n2, r.bits, r.codes[j]),
+                        "export: the run is not fully quantized: layer '", infos[i].name,
+                        "' weight ", j, " = ", p[j], " is not on its codebook ",
+                        codebook_str(l->codebook));
+    }
+    coded.emplace(name, std::move(r));
+  }
+
+  ExportModel m;
+  // Records in module registration order (= forward order, inner/network.h): each module's
+  // parameters, then its buffers.
+  for (const auto& item : net.named_modules()) {
+    const std::string prefix = item.key().empty() ? "" : item.key() + ".";
+    for (const auto& p : item.value()->named_parameters(/*recurse=*/false)) {
+      const std::string name = prefix + p.key();
+      auto it = coded.find(name);
+      m.records.push_back(it != coded.end() ? it->second : float_record(name, p.value()));
+    }
+    for (const auto& b : item.value()->named_buffers(/*recurse=*/false)) {
+      if (b.key() == "num_batches_tracked") continue;
+      m.records.push_back(float_record(prefix + b.key(), b.value()));
+    }
+  }
+  const auto& in = t.data().test.images;
+  json src = source.is_null() ? json::object() : source;
+  src["algorithm"] = "inq";
+  src["inq_bits"] = inq_alg->options().bits;
+  src["float_layers"] = float_layers;
+  m.header = {{"format", "qsched-export"},
+              {"version", kFormatVersion},
+              {"network", net.spec()},
+              {"input", {{"channels", in.size(1)}, {"height", in.size(2)}, {"width", in.size(3)}}},
+              {"num_classes", infos.back().fan_out},
+              {"normalize", {{"mean", norm.mean}, {"std", norm.std}}},
+              {"batchnorm_eps", batchnorm_eps(net)},
+              {"source", src}};
+  return m;
+}
+
+LoadedRun load_finished_inq_run(const std::string& dir) {
+  const std::string summary_path = dir + "/summary.json";
+  TORCH_CHECK_VALUE(file_exists(dir + "/config.json"), "run '", dir,
+                    "' has no config.json (is --run the directory of a qsched train run?)");
+  LoadedRun r;
+  r.cfg = load_run_config(dir);
+  TORCH_CHECK_VALUE(r.cfg.algorithm == "inq", "run '", dir, "' is not an INQ run (algorithm \"",
+                    r.cfg.algorithm, "\"); only INQ runs have power-of-two weights to export");
+  TORCH_CHECK_VALUE(file_exists(summary_path), "run '", dir,
+                    "' has no summary.json: it is not finished (continue it with qsched train "
+                    "--resume --out ",
+                    dir, ")");
+  r.summary = read_json_file(summary_path);
+  auto flag = [&](const char* key) {
+    return r.summary.contains(key) ? r.summary[key].dump() : std::string("missing");
+  };
+  TORCH_CHECK_VALUE(r.summary.value("termination", "") == "completed", "run '", dir,
+                    "' did not complete (summary.json: termination = ", flag("termination"), ")");
+  TORCH_CHECK_VALUE(
+      r.summary.value("quantized", false) == true && r.summary.value("on_grid", false) == true,
+      "run '", dir, "' is not fully quantized (summary.json: quantized = ", flag("quantized"),
+      ", on_grid = ", flag("on_grid"), ")");
+  set_threads(r.cfg.threads);
+  auto device = parse_device(r.cfg.device);
+  RunData d = load_run_data(r.cfg, device);
+  r.raw_test = d.raw.test;
+  r.normalized_test = d.normalized.test;
+  r.norm = d.norm;
+  r.trainer = std::make_unique<Trainer>(r.cfg, std::move(d.normalized), make_algorithm(r.cfg));
+  r.trainer->load_checkpoint(dir + "/checkpoint.pt");
+  TORCH_CHECK_VALUE(r.trainer->epoch() == r.cfg.train.epochs, "run '", dir,
+                    "': checkpoint.pt is at epoch ", r.trainer->epoch(), " of ", r.cfg.train.epochs,
+                    " (not finished)");
+  return r;
+}
+
+uint64_t write_export_file(const std::string& path, const ExportModel& m) {
+  const std::string bytes = serialize(m);
+  atomic_write(path, bytes);
+  return bytes.size();
+}
+
+void write_inspection_json(const std::string& path, const ExportModel& m) {
+  json j = to_inspection_json(m);
+  json records = std::move(j["records"]);
+  j.erase("records");
+  std::string s = j.dump(2);  // "{\n ... \n}"
+  s.erase(s.size() - 2);      // drop "\n}"
+  s += ",\n  \"records\": [\n";
+  for (size_t i = 0; i < records.size(); ++i) {
+    // Scalars first (name, type, shape, ...), then the long arrays.
+    nlohmann::ordered_json o;
+    for (const char* k : {"name", "type", "shape", "numel", "bits", "n1", "n2"}) {
+      if (records[i].contains(k)) o[k] = records[i][k];
+    }
+    for (auto it = records[i].begin(); it != records[i].end(); ++it) {
+      if (!o.contains(it.key())) o[it.key()] = it.value();
+    }
+    s += "    " + o.dump() + (i + 1 < records.size() ? ",\n" : "\n");
+  }
+  s += "  ]\n}\n";
+  atomic_write(path, s);
+}
+
+Agreement compare_with_torch(NetworkImpl& net, const ReferenceNet& ref, const data::Dataset& raw,
+                             const data::Dataset& normalized, int64_t batch_size) {
+  TORCH_CHECK_VALUE(raw.size() == normalized.size(), "compare_with_torch: datasets differ in size");
+  Agreement a;
+  a.n = raw.size();
+  const bool was_training = net.is_training();
+  net.eval();
+  torch::NoGradGuard no_grad;
+  auto raw_images = raw.images.to(torch::kCPU, torch::kFloat).contiguous();
+  auto labels = raw.labels.to(torch::kCPU, torch::kLong).contiguous();
+  const int64_t* yp = labels.data_ptr<int64_t>();
+  const int64_t d = ref.input_size();
+  TORCH_CHECK_VALUE(raw_images.numel() == a.n * d, "compare_with_torch: the images are ",
+                    raw_images.sizes(), ", the export expects ", d, " values per image");
+  int64_t torch_correct = 0, ref_correct = 0;
+  for (int64_t start = 0; start < a.n; start += batch_size) {
+    const int64_t m = std::min(batch_size, a.n - start);
+    auto logits = net.forward(normalized.images.slice(0, start, start + m))
+                      .to(torch::kCPU, torch::kFloat)
+                      .contiguous();
+    RowMatrix r = ref.logits(raw_images.data_ptr<float>() + start * d, m);
+    auto tp = logits.argmax(1).contiguous();
+    auto rp = ReferenceNet::argmax(r);
+    const float* lp = logits.data_ptr<float>();
+    for (int64_t i = 0; i < m; ++i) {
+      const int64_t y = yp[start + i];
+      const int64_t t = tp.data_ptr<int64_t>()[i];
+      a.same_predictions += t == rp[i];
+      torch_correct += t == y;
+      ref_correct += rp[i] == y;
+      for (int64_t j = 0; j < r.cols(); ++j) {
+        const double tl = lp[i * r.cols() + j];
+        a.max_abs_logit = std::max(a.max_abs_logit, std::fabs(tl));
+        a.max_abs_logit_diff = std::max(a.max_abs_logit_diff, std::fabs(tl - r(i, j)));
+      }
+    }
+  }
+  net.train(was_training);
+  a.torch_acc = a.n ? static_cast<double>(torch_correct) / a.n : 0.0;
+  a.reference_acc = a.n ? static_cast<double>(ref_correct) / a.n : 0.0;
+  return a;
+}
+
+}  // namespace qsched::inner::xport
