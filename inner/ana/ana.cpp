@@ -38,7 +38,8 @@ ScaleOptions parse_scale(JsonReader& r, bool weights) {
             "only with a statistic scale (auto, mean_abs, max_abs)");
   }
   if (weights) {
-    std::string update = r.get<std::string>("scale_update", "fixed");
+    std::string update =
+        r.get<std::string>("scale_update", s.rule == "fixed" ? "fixed" : "dynamic");
     r.check_one_of("scale_update", update, {"fixed", "dynamic"});
     s.dynamic = update == "dynamic";
     r.check(!s.dynamic || s.rule != "fixed", "scale_update", "\"dynamic\"",
@@ -191,22 +192,37 @@ json AnaOptions::to_json() const {
 torch::Tensor QuantizerState::apply(const torch::Tensor& x, bool training) const {
   if (capture) *capture = x.detach();
   if (!active) return is_activation ? torch::relu(x) : x;
-  torch::Tensor e;  // dynamic: the statistic of x, as a tensor (no host sync)
-  if (dynamic) e = scale.compute_tensor(x, levels);
-  if (hard || !training) {
-    if (dynamic) return hard_quantize(x / e, levels).mul_(e);
-    return hard_quantize(x * (1.0 / eps), levels).mul_(eps);
-  }
   QuantOp op;
-  op.levels = &levels;
   op.forward_noise = forward_noise;
   op.backward_noise = backward_noise;
   op.strategy = strategy;
-  op.forward_scale = forward_scale;
-  op.backward_scale = backward_scale;
   op.gen = gen;
-  if (dynamic) return ana_quantize(x / e, op) * e;
-  return ana_quantize(x * (1.0 / eps), op) * eps;
+  if (dynamic) {  // eps as a tensor (no host sync): divide, quantize, multiply back
+    torch::Tensor e = scale.compute_tensor(x, levels);
+    if (hard || !training) return hard_quantize(x / e, levels).mul_(e);
+    op.levels = &levels;
+    op.forward_scale = forward_scale;
+    op.backward_scale = backward_scale;
+    return ana_quantize(x / e, op) * e;
+  }
+  // Fixed eps: quantize x directly on the scaled grid (levels, thresholds and noise times
+  // eps), which costs no extra pass over x.
+  const Levels lv = levels.scaled(eps);
+  if (hard || !training) return hard_quantize(x, lv);
+  op.levels = &lv;
+  op.forward_scale = forward_scale * eps;
+  op.backward_scale = backward_scale * eps;
+  return ana_quantize(x, op);
+}
+
+double QuantizerState::grid_distance(const torch::Tensor& x) const {
+  torch::NoGradGuard ng;
+  if (x.numel() == 0) return 0.0;
+  if (dynamic) {
+    torch::Tensor e = scale.compute_tensor(x, levels);
+    return (x - hard_quantize(x / e, levels).mul_(e)).abs().max().item<double>();
+  }
+  return (x - hard_quantize(x, levels.scaled(eps))).abs().max().item<double>();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -421,10 +437,7 @@ double AnaAlgorithm::max_grid_distance(Trainer& t) {
   double d = 0;
   for (auto& u : units_) {
     if (!started_) return INFINITY;
-    auto w = t.network()->layer(u.layer)->weight;
-    auto eps = u.weight->current_eps(w);
-    auto q = hard_quantize(w / eps, u.weight->levels).mul_(eps);
-    d = std::max(d, (w - q).abs().max().item<double>());
+    d = std::max(d, u.weight->grid_distance(t.network()->layer(u.layer)->weight));
   }
   return d;
 }
@@ -444,15 +457,15 @@ void AnaAlgorithm::finish(Trainer& t, json& s) {
       if (u.weight->dynamic) {  // freeze the dynamic scale at its final (float32) value
         u.weight->eps =
             u.weight->scale.compute_tensor(layer->weight, u.weight->levels).item<double>();
+        u.weight->dynamic = false;
       }
       layer->weight.copy_(layer->effective_weight());
-      u.weight->dynamic = false;
     }
     auto w = layer->effective_weight();
     const auto& lv = u.weight->levels;
     const double eps = u.weight->eps;
-    auto q = hard_quantize(w / eps, lv).mul_(eps);
-    double d = started_ ? (w - q).abs().max().item<double>() : INFINITY;
+    auto q = hard_quantize(w, lv.scaled(eps));
+    double d = started_ ? u.weight->grid_distance(w) : INFINITY;
     bool ok = started_ && d == 0.0 && layer->weight.equal(w);
     on_grid = on_grid && ok;
     max_dist = std::max(max_dist, d);

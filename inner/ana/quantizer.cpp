@@ -88,6 +88,13 @@ Levels Levels::from_json(const json& j, const std::string& what) {
   return uniform(bits, is_signed, balanced, what);
 }
 
+Levels Levels::scaled(double eps) const {
+  Levels l = *this;
+  for (auto& v : l.values) v *= eps;
+  for (auto& t : l.thresholds) t *= eps;
+  return l;
+}
+
 double Levels::max_abs() const {
   double m = 0;
   for (double v : values) m = std::max(m, std::abs(v));
@@ -190,7 +197,8 @@ void cdf_g_(NoiseFamily f, torch::Tensor& z) {
 
 // Each density as p(u) = k * h(a u + c) with an in-place elementwise h:
 //   uniform    h = 1 on [0, 1), i.e. u in [-s, s)   a = 1/(2s), c = 1/2, k = 1/(2s)
-//              (half-open, so that adjacent windows of unit steps tile without a gap or overlap)
+//              (noise_pdf; the operator's backward masks the open window, see
+//              expected_quantize_vjp: they differ only at the two end points)
 //   triangular h(z) = max(0, 1 - |z|)               a = 1/s, c = 0, k = 1/s
 //   normal     h(z) = exp(-z^2 / 2)                 a = 1/s, c = 0, k = 1/(s sqrt(2 pi))
 //   logistic   h(z) = sigmoid(z) (1 - sigmoid(z))   a = 1/s, c = 0, k = 1/s
@@ -234,6 +242,15 @@ void pdf_h_(NoiseFamily f, torch::Tensor& z) {
 torch::Tensor level_tensor(const std::vector<double>& v, const torch::Tensor& like) {
   return torch::tensor(v, torch::TensorOptions().dtype(torch::kDouble))
       .to(like.device(), like.scalar_type());
+}
+
+/// Equally spaced levels (then thresholds too): binary, ternary, b-bit integers.
+bool equally_spaced(const Levels& lv) {
+  const auto& q = lv.values;
+  const double d = q[1] - q[0];
+  for (size_t i = 2; i < q.size(); ++i)
+    if (std::abs((q[i] - q[i - 1]) - d) > 1e-12 * std::abs(d)) return false;
+  return true;
 }
 
 }  // namespace
@@ -304,17 +321,55 @@ std::vector<std::string> strategies() { return {"expectation", "mode", "random"}
 // The operator
 
 torch::Tensor hard_quantize(const torch::Tensor& x, const Levels& lv) {
-  if (lv.thresholds.size() == 1) {  // binary-like: one comparison
-    return torch::where(x.ge(lv.thresholds[0]), lv.values[1], lv.values[0]).to(x.scalar_type());
+  // Bool tensors (comparisons, masked_fill, where) cost several float passes on the CPU; every
+  // path below stays in floating point with in-place ops.
+  const auto& q = lv.values;
+  const auto& th = lv.thresholds;
+  const int64_t K = static_cast<int64_t>(th.size());
+  if (equally_spaced(lv)) {
+    // index = clamp(floor((x - theta_1) / dtheta) + 1, 0, K), Q = q_0 + index * dq.
+    const double dth = K > 1 ? th[1] - th[0] : 1.0;
+    // x - theta_1 first: exact near theta_1 (Sterbenz), so only values within rounding of a
+    // threshold can land on the other side of it.
+    torch::Tensor z = x.sub(th[0]);
+    if (dth != 1.0) z.mul_(1.0 / dth);
+    z.floor_().add_(1.0).clamp_(0.0, static_cast<double>(K));
+    return z.mul_(q[1] - q[0]).add_(q[0]);
   }
-  // right = true: index = #{theta_i <= x}, so x == theta_i goes to the upper level (H(0) = 1).
-  auto idx = torch::bucketize(x, level_tensor(lv.thresholds, x), /*out_int32=*/false,
-                              /*right=*/true);
-  return level_tensor(lv.values, x).take(idx);
+  if (K > 8) {
+    // right = true: index = #{theta_i <= x}, so x == theta_i goes to the upper level.
+    auto idx = torch::bucketize(x, level_tensor(th, x), /*out_int32=*/false, /*right=*/true);
+    return level_tensor(q, x).take(idx);
+  }
+  torch::Tensor out;
+  for (int64_t i = 0; i < K; ++i) {
+    torch::Tensor h = x.sub(th[i]).ge_(0.0);  // H(x - theta_i), H(0) = 1
+    if (!out.defined())
+      out = h.mul_(q[1] - q[0]);
+    else
+      out.add_(h, q[i + 1] - q[i]);
+  }
+  return out.add_(q[0]);
 }
 
 torch::Tensor expected_quantize(const torch::Tensor& x, const Levels& lv, NoiseFamily f, double s) {
   if (s <= 0) return hard_quantize(x, lv);
+  if (f == NoiseFamily::kUniform) {
+    // F(x - theta) = (clamp(x, theta - s, theta + s) - (theta - s)) / 2s: one clamp and one
+    // accumulation per threshold (the constant parts are summed on the host).
+    torch::Tensor out;
+    double constant = lv.values[0];
+    for (size_t i = 0; i < lv.thresholds.size(); ++i) {
+      const double c = (lv.values[i + 1] - lv.values[i]) / (2 * s), lo = lv.thresholds[i] - s;
+      constant -= c * lo;
+      torch::Tensor z = x.clamp(lo, lv.thresholds[i] + s);
+      if (!out.defined())
+        out = z.mul_(c);
+      else
+        out.add_(z, c);
+    }
+    return out.add_(constant);
+  }
   CdfForm k = cdf_form(f, s);
   torch::Tensor xa = x.mul(k.a);
   torch::Tensor out;
@@ -332,22 +387,60 @@ torch::Tensor expected_quantize(const torch::Tensor& x, const Levels& lv, NoiseF
   return out.add_(constant);
 }
 
-torch::Tensor expected_quantize_grad(const torch::Tensor& x, const Levels& lv, NoiseFamily f,
-                                     double s) {
+torch::Tensor expected_quantize_vjp(const torch::Tensor& grad, const torch::Tensor& x,
+                                    const Levels& lv, NoiseFamily f, double s) {
   if (s <= 0) return torch::zeros_like(x);
+  const auto& th = lv.thresholds;
+  const auto& q = lv.values;
+  if (f == NoiseFamily::kUniform) {
+    // dq / 2s on (theta - s, theta + s): hardtanh's fused backward masks the gradient in one
+    // pass per window. Equally spaced thresholds with 2s = spacing tile [theta_1 - s,
+    // theta_K + s] with equal heights: a single window (the clipped STE).
+    const double c = (q[1] - q[0]) / (2 * s);
+    if (equally_spaced(lv) && (th.size() == 1 || std::abs(2 * s - (th[1] - th[0])) <= 1e-12 * s))
+      return at::hardtanh_backward(grad, x, th.front() - s, th.back() + s).mul_(c);
+    torch::Tensor out;
+    for (size_t i = 0; i < th.size(); ++i) {
+      const double ci = (q[i + 1] - q[i]) / (2 * s);
+      torch::Tensor g = at::hardtanh_backward(grad, x, th[i] - s, th[i] + s);
+      if (!out.defined())
+        out = g.mul_(ci);
+      else
+        out.add_(g, ci);
+    }
+    return out;
+  }
   PdfForm k = pdf_form(f, s);
   torch::Tensor xa = x.mul(k.a);
   torch::Tensor out;
-  for (size_t i = 0; i < lv.thresholds.size(); ++i) {
-    const double dq = lv.values[i + 1] - lv.values[i];
-    torch::Tensor z = xa.add(k.c - k.a * lv.thresholds[i]);
+  if (f == NoiseFamily::kLogistic) {
+    // p = F (1 - F) / s with F = sigmoid: sigmoid's fused backward gives grad * F (1 - F).
+    for (size_t i = 0; i < th.size(); ++i) {
+      torch::Tensor z = xa.add(-k.a * th[i]).sigmoid_();
+      torch::Tensor g = at::sigmoid_backward(grad, z);
+      const double c = (q[i + 1] - q[i]) * k.k;
+      if (!out.defined())
+        out = g.mul_(c);
+      else
+        out.add_(g, c);
+    }
+    return out;
+  }
+  for (size_t i = 0; i < th.size(); ++i) {
+    const double dq = q[i + 1] - q[i];
+    torch::Tensor z = xa.add(k.c - k.a * th[i]);
     pdf_h_(f, z);
     if (!out.defined())
       out = z.mul_(dq * k.k);
     else
       out.add_(z, dq * k.k);
   }
-  return out;
+  return out.mul_(grad);
+}
+
+torch::Tensor expected_quantize_grad(const torch::Tensor& x, const Levels& lv, NoiseFamily f,
+                                     double s) {
+  return expected_quantize_vjp(torch::ones_like(x), x, lv, f, s);
 }
 
 torch::Tensor level_pmf(const torch::Tensor& x, const Levels& lv, NoiseFamily f, double s) {
@@ -363,8 +456,26 @@ torch::Tensor level_pmf(const torch::Tensor& x, const Levels& lv, NoiseFamily f,
 
 torch::Tensor mode_quantize(const torch::Tensor& x, const Levels& lv, NoiseFamily f, double s) {
   if (s <= 0) return hard_quantize(x, lv);
-  auto j = level_pmf(x, lv, f, s).argmax(0);
-  return level_tensor(lv.values, x).take(j);
+  // Running argmax over levels of pmf_j = G_j - G_{j+1} (G_0 = 1, G_{K+1} = 0), in float
+  // (0/1 masks from in-place comparisons). A level wins only when strictly more likely, so
+  // ties go to the lower level; the winning index only grows with j, so idx = max(idx, j * win).
+  const size_t K = lv.thresholds.size();
+  torch::Tensor g_prev, best, idx;
+  for (size_t j = 0; j <= K; ++j) {
+    torch::Tensor g_next = j < K ? noise_cdf(f, x - lv.thresholds[j], s) : torch::Tensor();
+    torch::Tensor pmf = j == 0 ? 1.0 - g_next : j < K ? g_prev - g_next : g_prev;
+    if (j == 0) {
+      best = pmf;
+      idx = torch::zeros_like(x);
+    } else {
+      torch::Tensor win = (pmf - best).gt_(0.0).mul_(static_cast<double>(j));
+      idx = torch::maximum(idx, win);
+      best = torch::maximum(best, pmf);
+    }
+    g_prev = g_next;
+  }
+  if (equally_spaced(lv)) return idx.mul_(lv.values[1] - lv.values[0]).add_(lv.values[0]);
+  return level_tensor(lv.values, x).take(idx.to(torch::kLong));
 }
 
 torch::Tensor random_quantize(const torch::Tensor& x, const Levels& lv, NoiseFamily f, double s,
@@ -405,8 +516,7 @@ class AnaFunction : public torch::autograd::Function<AnaFunction> {
     lv.thresholds = ctx->saved_data["thresholds"].toDoubleVector();
     auto f = static_cast<NoiseFamily>(ctx->saved_data["family"].toInt());
     double s = ctx->saved_data["scale"].toDouble();
-    torch::Tensor d = expected_quantize_grad(x, lv, f, s);
-    return {d.mul_(grad[0]), torch::Tensor()};
+    return {expected_quantize_vjp(grad[0], x, lv, f, s), torch::Tensor()};
   }
 };
 

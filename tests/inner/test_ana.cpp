@@ -11,6 +11,7 @@
 #include "inner/run.h"
 #include "inner/runtime.h"
 #include "inner/trainer.h"
+#include "schedules/factory.h"
 #include "tests/util/synthetic_config.h"
 #include "tests/util/test_util.h"
 
@@ -48,7 +49,7 @@ double ref_cdf(NoiseFamily f, double u, double s) {
 double ref_pdf(NoiseFamily f, double u, double s) {
   switch (f) {
     case NoiseFamily::kUniform:
-      return -s <= u && u < s ? 0.5 / s : 0.0;  // half-open: unit steps tile exactly
+      return std::abs(u) < s ? 0.5 / s : 0.0;
     case NoiseFamily::kTriangular:
       return std::abs(u) < s ? (s - std::abs(u)) / (s * s) : 0.0;
     case NoiseFamily::kNormal:
@@ -99,7 +100,9 @@ at::Generator gen(uint64_t seed) { return at::detail::createCPUGenerator(seed); 
 /// v (a float32 value) is q * eps rounded to float32 for some level q.
 bool in_levels(double v, const Levels& lv, double eps) {
   for (double q : lv.values)
-    if (v == static_cast<double>(static_cast<float>(static_cast<float>(eps) * q))) return true;
+    if (v == static_cast<double>(static_cast<float>(eps * q)) ||
+        v == static_cast<double>(static_cast<float>(static_cast<float>(eps) * q)))
+      return true;
   return false;
 }
 
@@ -190,11 +193,24 @@ TEST(AnaNoise, StdParametrizationMeansStandardDeviation) {
 // The operator
 
 TEST(AnaQuantizer, HardMatchesTheStepSumIncludingThresholds) {
-  for (const auto& lv : quantizers()) {
-    std::vector<double> xs = to_vec(grid(-4, 4, 161));
+  // Equally spaced levels use floor((x - theta_1) / spacing): exact at the thresholds
+  // themselves, and values within a few ulp of (theta_K - theta_1) of a threshold may go
+  // either way; the grid points below keep 1e-12 away from thresholds.
+  auto all = quantizers();
+  all.push_back(Levels::uniform(4, true, false));                       // 15 thresholds, floor path
+  all.push_back(Levels::custom({-3, -1, 0, 0.25, 2}));                  // per-threshold path
+  all.push_back(Levels::custom({0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10.5}));  // binary-search path
+  for (const auto& lv : all) {
+    std::vector<double> xs;
+    for (double v : to_vec(grid(-4, 11, 301))) {
+      bool near = false;
+      for (double t : lv.thresholds) near = near || std::abs(v - t) < 1e-12;
+      if (!near) xs.push_back(v);
+    }
     for (double t : lv.thresholds) xs.push_back(t);  // H(0) = 1: exactly at theta -> upper level
     auto y = to_vec(hard_quantize(dvec(xs), lv));
-    for (size_t i = 0; i < xs.size(); ++i) EXPECT_EQ(y[i], ref_hard(xs[i], lv.values)) << xs[i];
+    for (size_t i = 0; i < xs.size(); ++i)
+      EXPECT_EQ(y[i], ref_hard(xs[i], lv.values)) << lv.name << " x=" << xs[i];
     auto yf = hard_quantize(dvec(xs).to(torch::kFloat), lv);
     EXPECT_EQ(yf.scalar_type(), torch::kFloat);
   }
@@ -281,13 +297,43 @@ TEST(AnaQuantizer, SigmaToZeroGivesTheHardQuantizer) {
       // sigma -> 0: expectation converges to Q away from the thresholds (logistic's tail at
       // 1e-3 / 1e-5 = 100 scales is e^-100).
       auto e = expected_quantize(x, lv, f, 1e-5);
-      EXPECT_LT((e - hard).abs().masked_select(far).max().item<double>(), 1e-12) << to_string(f);
+      EXPECT_LT((e - hard).abs().masked_select(far).max().item<double>(), 1e-9) << to_string(f);
       EXPECT_TRUE(mode_quantize(x, lv, f, 1e-5).masked_select(far).equal(hard.masked_select(far)));
       EXPECT_TRUE(random_quantize(x, lv, NoiseFamily::kUniform, 1e-5, gen(3))
                       .masked_select(far)
                       .equal(hard.masked_select(far)));
     }
   }
+}
+
+TEST(AnaQuantizer, ScaledGridEqualsScalingTheInput) {
+  // Q on the grid eps * levels with noise eps * s equals eps * Q(x / eps) with noise s, in
+  // value and gradient (what a fixed-scale quantizer relies on).
+  const double eps = 0.37;
+  for (const auto& lv : quantizers())
+    for (auto f : kFamilies)
+      for (auto st : {Strategy::kExpectation, Strategy::kMode, Strategy::kRandom}) {
+        auto xs = grid(-1.5, 1.5, 83);
+        const Levels scaled = lv.scaled(eps);
+        QuantOp a, b;
+        a.levels = &scaled;
+        b.levels = &lv;
+        a.strategy = b.strategy = st;
+        a.forward_noise = b.forward_noise = a.backward_noise = b.backward_noise = f;
+        a.forward_scale = 0.3 * eps;
+        b.forward_scale = 0.3;
+        a.backward_scale = 0.5 * eps;
+        b.backward_scale = 0.5;
+        a.gen = gen(9);
+        b.gen = gen(9);
+        auto x1 = xs.clone().requires_grad_(true), x2 = xs.clone().requires_grad_(true);
+        auto y1 = ana_quantize(x1, a);
+        auto y2 = ana_quantize(x2 / eps, b) * eps;
+        y1.sum().backward();
+        y2.sum().backward();
+        EXPECT_LT((y1 - y2).abs().max().item<double>(), 1e-12) << lv.name << to_string(f);
+        EXPECT_LT((x1.grad() - x2.grad()).abs().max().item<double>(), 1e-9) << lv.name;
+      }
 }
 
 TEST(AnaQuantizer, UniformHalfWidthHalfOnTernaryIsHardtanh) {
@@ -431,6 +477,10 @@ TEST(AnaOptions, DefaultsAreValid) {
   auto sc = o.weight_scale.resolved(o.weight_levels);
   EXPECT_EQ(sc.rule, "mean_abs");
   EXPECT_EQ(sc.multiplier, 1.4);
+  EXPECT_TRUE(o.weight_scale.dynamic);
+  EXPECT_FALSE(AnaOptions::from_json({{"weights", {{"scale", 0.05}}}}).weight_scale.dynamic);
+  EXPECT_FALSE(
+      AnaOptions::from_json({{"weights", {{"scale_update", "fixed"}}}}).weight_scale.dynamic);
   EXPECT_EQ(ScaleOptions().resolved(Levels::binary()).multiplier, 1.0);
   EXPECT_EQ(ScaleOptions().resolved(Levels::uniform(4, true, false)).rule, "max_abs");
   auto w = torch::tensor({-0.2, 0.1, 0.3, -0.4}, torch::kDouble);
@@ -468,6 +518,11 @@ TEST(AnaOptions, BadInputIsOneLineNamingTheKey) {
                      "ana.weights.levels[2] = 0 <= 1. Violated constraint: levels are strictly");
   EXPECT_VALUE_ERROR(bad({{"weights", {{"scale", -0.1}}}}), "a fixed scale is > 0");
   EXPECT_VALUE_ERROR(bad({{"weights", {{"scale", "median"}}}}), "ana.weights.scale");
+  EXPECT_VALUE_ERROR(bad({{"weights", {{"scale", 0.1}, {"scale_update", "dynamic"}}}}),
+                     "a dynamic scale needs a statistic scale");
+  EXPECT_VALUE_ERROR(bad({{"weights", {{"scale_update", "always"}}}}), "ana.weights.scale_update");
+  EXPECT_VALUE_ERROR(bad({{"activations", {{"scale_update", "dynamic"}}}}),
+                     "unknown key 'ana.activations.scale_update'");
   EXPECT_VALUE_ERROR(bad({{"weight", json::object()}}), "unknown key 'ana.weight'");
   EXPECT_VALUE_ERROR(bad({{"parametrization", "variance"}}), "ana.parametrization");
   EXPECT_VALUE_ERROR(bad({{"exclude", "last"}}), "ana.exclude must be an array");
@@ -602,26 +657,47 @@ TEST(AnaAlgorithm, SyntheticRunEndsHardQuantizedAndOnGrid) {
 }
 
 TEST(AnaAlgorithm, HardenedNetworkIsExactlyLevelsTimesScale) {
-  json j = ana_config(3, {{"strategy", "random"}, {"noise", "normal"}});
-  auto t = make_trainer(j);
-  t->run(3);
-  json s = t->summary(Termination::kCompleted);
-  EXPECT_EQ(s["quantized"], true);
-  auto& alg = ana_of(*t);
-  for (const auto& u : alg.units()) {
-    auto w = t->network()->layer(u.layer)->weight;
-    for (double v : to_vec(w)) EXPECT_TRUE(in_levels(v, u.weight->levels, u.weight->eps)) << v;
-    // Evaluation-mode activations output levels times their scale.
-    for (const auto& a : u.act) {
-      auto y = a->apply(torch::randn({1000}) * 3 * a->eps, /*training=*/false);
-      for (double v : to_vec(y)) EXPECT_TRUE(in_levels(v, a->levels, a->eps));
+  for (const char* update : {"dynamic", "fixed"}) {
+    SCOPED_TRACE(update);
+    json j = ana_config(
+        3, {{"strategy", "random"}, {"noise", "normal"}, {"weights", {{"scale_update", update}}}});
+    auto t = make_trainer(j);
+    t->run(3);
+    json s = t->summary(Termination::kCompleted);
+    EXPECT_EQ(s["quantized"], true);
+    auto& alg = ana_of(*t);
+    for (const auto& u : alg.units()) {
+      auto w = t->network()->layer(u.layer)->weight;
+      for (double v : to_vec(w)) EXPECT_TRUE(in_levels(v, u.weight->levels, u.weight->eps)) << v;
+      // Evaluation-mode activations output levels times their scale.
+      for (const auto& a : u.act) {
+        auto y = a->apply(torch::randn({1000}) * 3 * a->eps, /*training=*/false);
+        for (double v : to_vec(y)) EXPECT_TRUE(in_levels(v, a->levels, a->eps));
+      }
     }
+    EXPECT_EQ(alg.max_grid_distance(*t), 0.0);
+    // Evaluation is deterministic and hard even with the random strategy.
+    auto a = t->eval_on(t->data().test), b = t->eval_on(t->data().test);
+    EXPECT_EQ(a.acc, b.acc);
+    EXPECT_EQ(a.loss, b.loss);
   }
-  EXPECT_EQ(alg.max_grid_distance(*t), 0.0);
-  // Evaluation is deterministic and hard even with the random strategy.
-  auto a = t->eval_on(t->data().test), b = t->eval_on(t->data().test);
-  EXPECT_EQ(a.acc, b.acc);
-  EXPECT_EQ(a.loss, b.loss);
+}
+
+TEST(AnaAlgorithm, DynamicScaleFollowsTheWeights) {
+  // Mid-run, a ternary layer's nonzero effective weights are +-1.4 mean|W| of the current
+  // latent weights (not of the initial ones).
+  auto t = make_trainer(ana_config(4));
+  t->run(2);
+  auto& layer = t->network()->layer(0);
+  torch::NoGradGuard ng;
+  ana_of(*t).before_eval(*t);
+  auto w = layer->effective_weight();
+  ana_of(*t).after_eval(*t);
+  float eps = 1.4f * layer->weight.abs().mean().item<float>();
+  auto nz = w.masked_select(w.ne(0)).abs();
+  EXPECT_NEAR(nz.max().item<float>(), eps, 1e-6 * eps);
+  EXPECT_NEAR(nz.min().item<float>(), eps, 1e-6 * eps);
+  EXPECT_NE(eps, static_cast<float>(ana_of(*t).units()[0].weight->eps));  // the start value
 }
 
 TEST(AnaAlgorithm, EvaluationIsHardDuringTraining) {
@@ -736,4 +812,23 @@ TEST(AnaAlgorithm, LenetWithBinaryWeightsAndActivations) {
     auto f = l["level_fractions"];  // binary: no zeros, the two fractions sum to 1
     EXPECT_NEAR(f[0].get<double>() + f[1].get<double>(), 1.0, 1e-12);
   }
+}
+
+TEST(AnaConfigs, ShippedFashionMnistConfigsAreValid) {
+  for (const char* net : {"mlp", "lenet"})
+    for (const char* lv : {"ternary", "binary"}) {
+      std::string name = std::string("fmnist_") + net + "_ana_" + lv + ".json";
+      SCOPED_TRACE(name);
+      RunConfig cfg = parse_run_config(
+          read_json_file(std::string(QSCHED_SOURCE_DIR) + "/experiments/configs/" + name));
+      EXPECT_EQ(cfg.algorithm, "ana");
+      AnaAlgorithm alg(cfg);
+      EXPECT_EQ(alg.options().weight_levels.name, lv);
+      EXPECT_EQ(alg.options().activation_levels.name, lv);
+      EXPECT_TRUE(alg.options().activations);
+      const int64_t layers = std::string(net) == "mlp" ? 2 : 4;
+      auto s = sched::make_schedule(alg.options().schedule, sched::Quantity::kNoise, name);
+      auto table = sched::materialize(*s, cfg.train.epochs, layers, name);
+      EXPECT_EQ(table.values.back(), std::vector<double>(layers, 0.0));
+    }
 }
