@@ -4,10 +4,11 @@
 //   files (IDX .gz/raw, CIFAR-10 .bin, synthetic)
 //        |  load_idx / load_cifar10 / make_synthetic          -> Dataset (uint8 -> float in [0,1])
 //        v
-//   split_train_val(train, val_size, seed)                     -> {train, val}  (test files untouched)
-//   stratified_subset(train, n, seed)                          -> train'        (--subset N)
+//   split_train_val(train, val_size, seed)                     -> {train, val}  (test files
+//   untouched) stratified_subset(train, n, seed)                          -> train' (--subset N)
 //   Normalizer::fit(train) .apply(train/val/test)              -> zero mean, unit std (train stats)
-//   Batcher(dataset, batch, shuffle, seed).start_epoch(e)      -> minibatches, order = f(seed, epoch)
+//   Batcher(dataset, batch, shuffle, seed).start_epoch(e)      -> minibatches, order = f(seed,
+//   epoch)
 //
 // Every loader validates its input and throws c10::ValueError (TORCH_CHECK_VALUE) with a
 // one-line message naming the file and the rule that was violated; the CLI maps that to
@@ -26,7 +27,7 @@ struct Dataset {
   torch::Tensor images;  ///< float32 [N, C, H, W], values in [0,1] before normalization
   torch::Tensor labels;  ///< int64 [N], values in [0, num_classes)
   int64_t num_classes = 10;
-  std::string name;      ///< e.g. "fashion-mnist/train", for messages
+  std::string name;  ///< e.g. "fashion-mnist/train", for messages
 
   int64_t size() const { return labels.defined() ? labels.size(0) : 0; }
   /// Rows `index` (int64 tensor of indices), same classes and name.
@@ -61,13 +62,13 @@ Splits load_cifar10_dir(const std::string& root);
 
 /// Options of the synthetic generator (for fast tests and smoke runs).
 struct SyntheticOptions {
-  int64_t n = 512;           ///< samples
-  int64_t channels = 1;      ///< C
-  int64_t height = 8;        ///< H
-  int64_t width = 8;         ///< W
-  int64_t num_classes = 4;   ///< classes; each class is a fixed random prototype image
-  double noise = 0.3;        ///< std of the Gaussian noise added to the prototype
-  uint64_t seed = 0;         ///< same seed -> identical data
+  int64_t n = 512;          ///< samples
+  int64_t channels = 1;     ///< C
+  int64_t height = 8;       ///< H
+  int64_t width = 8;        ///< W
+  int64_t num_classes = 4;  ///< classes; each class is a fixed random prototype image
+  double noise = 0.3;       ///< std of the Gaussian noise added to the prototype
+  uint64_t seed = 0;        ///< same seed -> identical data
 };
 /// Learnable synthetic data: label uniformly random, image = clamp(prototype[label] + noise).
 Dataset make_synthetic(const SyntheticOptions& opt);
@@ -75,8 +76,7 @@ Dataset make_synthetic(const SyntheticOptions& opt);
 /// Deterministic split of `train` into {train minus val, val} with `val_size` samples chosen by
 /// a seeded permutation (stratified by class). val_size must be in [1, N-1]. Both parts keep the
 /// original sample order; val is named "<x>/val" for a train set named "<x>/train".
-std::pair<Dataset, Dataset> split_train_val(const Dataset& train, int64_t val_size,
-                                            uint64_t seed);
+std::pair<Dataset, Dataset> split_train_val(const Dataset& train, int64_t val_size, uint64_t seed);
 
 /// Stratified subset of n samples (as equal per class as possible), seeded, order shuffled.
 /// n must be in [1, N]; n == N returns the dataset unchanged.

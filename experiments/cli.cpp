@@ -28,7 +28,8 @@ const std::vector<Command>& commands() {
       {"bench", "GEMM peak, training throughput and fraction of peak on this machine", cmd_bench},
       {"summarize", "test accuracy of finished runs and mean ± std (e.g. over seeds)",
        cmd_summarize},
-      {"export", "a finished INQ run as a compact power-of-two file (+ JSON, --verify)", cmd_export},
+      {"export", "a finished INQ run as a compact power-of-two file (+ JSON, --verify)",
+       cmd_export},
       {"infer", "test accuracy of an exported file with the torch-free reference", cmd_infer},
   };
   return k;

@@ -9,22 +9,10 @@
 #include "tests/util/test_util.h"
 
 using namespace qsched;
+using qsched::test::expect_one_line_error;
 using qsched::test::run_qsched;
 
 namespace {
-
-int count_lines(const std::string& s) {
-  int n = 0;
-  for (char c : s) n += c == '\n';
-  return n;
-}
-
-/// Error output must be one line (plus nothing else) and mention `needle`.
-void expect_one_line_error(const test::RunResult& r, const std::string& needle) {
-  EXPECT_EQ(r.exit_code, 2) << r.output;
-  EXPECT_NE(r.output.find(needle), std::string::npos) << r.output;
-  EXPECT_EQ(count_lines(r.output), 1) << r.output;
-}
 
 std::string write_config(const test::TempDir& dir, const json& j) {
   std::string path = dir.file("config.json");

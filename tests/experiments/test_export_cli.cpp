@@ -11,21 +11,10 @@
 #include "tests/util/test_util.h"
 
 using namespace qsched;
+using qsched::test::expect_one_line_error;
 using qsched::test::run_qsched;
 
 namespace {
-
-int count_lines(const std::string& s) {
-  int n = 0;
-  for (char c : s) n += c == '\n';
-  return n;
-}
-
-void expect_one_line_error(const test::RunResult& r, const std::string& needle) {
-  EXPECT_EQ(r.exit_code, 2) << r.output;
-  EXPECT_NE(r.output.find(needle), std::string::npos) << r.output;
-  EXPECT_EQ(count_lines(r.output), 1) << r.output;
-}
 
 /// A tiny run on an 8x8 IDX directory (200 train, 60 test images); INQ or float.
 std::string train_run(const test::TempDir& dir, const std::string& name, bool inq) {

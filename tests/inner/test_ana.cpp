@@ -541,22 +541,10 @@ json ana_config(int64_t epochs, const json& ana = json::object()) {
   return j;
 }
 
-std::unique_ptr<Trainer> make_trainer(const json& j) {
-  RunConfig cfg = parse_run_config(j);
-  set_threads(cfg.threads);
-  return std::make_unique<Trainer>(cfg, load_data(cfg, torch::kCPU), make_algorithm(cfg));
-}
+using test::make_trainer;
+using test::strip_time;
 
 AnaAlgorithm& ana_of(Trainer& t) { return dynamic_cast<AnaAlgorithm&>(t.algorithm()); }
-
-std::vector<json> strip_time(const std::vector<json>& rows) {
-  std::vector<json> out;
-  for (auto r : rows) {
-    r.erase("seconds");
-    out.push_back(r);
-  }
-  return out;
-}
 
 struct InterruptAt : TrainerCallbacks {
   int64_t epoch, at;

@@ -35,6 +35,11 @@ RunResult run_shell(const std::string& command);
 /// Path of the qsched binary under test.
 std::string qsched_binary();
 
+/// Number of '\n' in `s`.
+int count_lines(const std::string& s);
+/// A CLI bad-input result: exit code 2 and exactly one output line that mentions `needle`.
+void expect_one_line_error(const RunResult& r, const std::string& needle);
+
 /// Expects a c10::ValueError whose message contains `needle`.
 #define EXPECT_VALUE_ERROR(stmt, needle)                                                 \
   do {                                                                                   \
