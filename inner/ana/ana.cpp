@@ -350,20 +350,8 @@ void AnaAlgorithm::attach(Trainer& t) {
       opt_.pretrain_epochs, epochs - opt_.pretrain_epochs, static_cast<int64_t>(n), depth,
       "config: ana.schedule");
 
-  if (!opt_.init_checkpoint.empty()) {
-    TORCH_CHECK_VALUE(file_exists(opt_.init_checkpoint), "config: ana.init_checkpoint '",
-                      opt_.init_checkpoint, "' does not exist");
-    torch::serialize::InputArchive a, model;
-    try {
-      a.load_from(opt_.init_checkpoint);
-      a.read("model", model);
-      net.load(model);
-    } catch (const c10::Error& e) {
-      TORCH_CHECK_VALUE(false, "config: ana.init_checkpoint '", opt_.init_checkpoint,
-                        "' does not hold a model of this network (", e.what_without_backtrace(),
-                        ")");
-    }
-  }
+  if (!opt_.init_checkpoint.empty())
+    load_model_weights(net, opt_.init_checkpoint, "config: ana.init_checkpoint");
 }
 
 void AnaAlgorithm::start(Trainer& t) {
