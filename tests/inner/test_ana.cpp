@@ -814,9 +814,23 @@ TEST(AnaConfigs, ShippedFashionMnistConfigsAreValid) {
       EXPECT_EQ(alg.options().weight_levels.name, lv);
       EXPECT_EQ(alg.options().activation_levels.name, lv);
       EXPECT_TRUE(alg.options().activations);
-      const int64_t layers = std::string(net) == "mlp" ? 2 : 4;
+      const int64_t layers =
+          std::string(net) == "mlp" ? 2 : 5;  // lenet: conv1, conv2, fc1, fc2, out
       auto s = sched::make_schedule(alg.options().schedule, sched::Quantity::kNoise, name);
       auto table = sched::materialize(*s, cfg.train.epochs, layers, name);
       EXPECT_EQ(table.values.back(), std::vector<double>(layers, 0.0));
     }
+}
+
+TEST(AnaAlgorithm, StartsFromAFloatCheckpoint) {
+  test::TempDir dir;
+  json f = test::synthetic_config(2);
+  auto flt = make_trainer(f);
+  flt->run(2);
+  flt->save_checkpoint(dir.file("float.pt"));
+  auto t = make_trainer(ana_config(3, {{"init_checkpoint", dir.file("float.pt")}}));
+  for (int64_t i = 0; i < 2; ++i)
+    EXPECT_TRUE(t->network()->layer(i)->weight.equal(flt->network()->layer(i)->weight));
+  EXPECT_VALUE_ERROR(make_trainer(ana_config(3, {{"init_checkpoint", dir.file("none.pt")}})),
+                     "config: ana.init_checkpoint");
 }
