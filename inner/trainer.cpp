@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <mutex>
 #include <sstream>
 
 #include "inner/io.h"
@@ -91,8 +92,15 @@ Trainer::Trainer(RunConfig cfg, data::Splits data, std::unique_ptr<Algorithm> al
       data_(std::move(data)),
       alg_(alg ? std::move(alg) : std::make_unique<Algorithm>()),
       device_(parse_device(cfg_.device)) {
-  torch::manual_seed(data::derive_seed(cfg_.seed, 0x1417));
-  net_ = build_for(cfg_, data_);
+  {
+    // Initialization is the only use of torch's global generator: serialized, so trainers can
+    // be built and run concurrently in threads (meta-training populations) and stay
+    // deterministic. Everything random during training uses generators derived from the seed.
+    static std::mutex init_mutex;
+    std::lock_guard<std::mutex> lock(init_mutex);
+    torch::manual_seed(data::derive_seed(cfg_.seed, 0x1417));
+    net_ = build_for(cfg_, data_);
+  }
   net_->to(device_);
   make_optimizer();
   batcher_ = std::make_unique<data::Batcher>(data_.train, cfg_.train.batch_size, true,

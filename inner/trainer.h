@@ -90,6 +90,9 @@ struct TrainerCallbacks {
 enum class Termination { kCompleted, kInterrupted, kDiverged };
 std::string to_string(Termination t);
 
+/// Several trainers may run concurrently in threads of one process (one intra-op thread
+/// each): construction is serialized, and no trainer draws from torch's global generator
+/// after it, so results do not depend on the interleaving.
 class Trainer {
  public:
   /// Seeds torch's global generator with cfg.seed, builds the network and the optimizer.
