@@ -25,5 +25,6 @@ int cmd_export(const std::vector<std::string>& args);
 int cmd_infer(const std::vector<std::string>& args);
 int cmd_summarize(const std::vector<std::string>& args);
 int cmd_meta_train(const std::vector<std::string>& args);
+int cmd_apply(const std::vector<std::string>& args);
 
 }  // namespace qsched::cli
