@@ -142,17 +142,8 @@ AnaMlpFunction::AnaMlpFunction(inner::Trainer& t) {
                       "metagrad: the ANA run has finished (weights hardened). Violated "
                       "constraint: call it during quantization");
 
-  auto params = net.parameters();
-  auto index_of = [&](const torch::Tensor& p) {
-    for (size_t i = 0; i < params.size(); ++i)
-      if (params[i].unsafeGetTensorImpl() == p.unsafeGetTensorImpl())
-        return static_cast<int64_t>(i);
-    TORCH_INTERNAL_ASSERT(false, "metagrad: layer parameter not among the network's");
-    return int64_t{-1};
-  };
   layers_.resize(L);
   for (int64_t i = 0; i < L; ++i) {
-    layers_[i].param_index = index_of(net.layer(i)->weight);
     TORCH_INTERNAL_ASSERT(net.layer(i)->bias.defined());
     layers_[i].hidden = i + 1 < L;
   }

@@ -157,7 +157,6 @@ class AnaMlpFunction {
     double sigma_ratio = 1.0;  ///< activations: sigma = ratio * sigma_unit
   };
   struct Layer {
-    int64_t param_index = 0;  ///< index of its weight in the trainer's parameters()
     Quant weight;
     bool hidden = false;  ///< followed by an activation
     Quant act;

@@ -135,36 +135,43 @@ TEST(AnaMlpFunction, GradientEqualsTheTrainersBackward) {
   }
 }
 
-TEST(MetaGrad, UnrollReproducesATrainerEpoch) {
-  // SGD with momentum 0.9 and weight decay (synthetic_config); one epoch of the unroll with the
-  // sigma the trainer used in its second epoch must land on the trainer's weights.
+TEST(MetaGrad, UnrollReproducesTrainerEpochs) {
+  // SGD with momentum 0.9 and weight decay (synthetic_config). Unrolling one (two) epochs with
+  // the sigma the trainer used in its second (and third) epoch, one row per step, must land on
+  // the trainer's weights: same batches, learning rates (a new one in the new epoch), momentum.
   for (const json& ana : {json::object(), json{{"noise", "normal"}}}) {
     SCOPED_TRACE(ana.dump());
     json cfg = ana_config(ana);
     auto a = test::make_trainer(cfg);
-    auto b = test::make_trainer(cfg);
     a->run(1);
-    b->run(2);
-    std::vector<double> sigma;
-    for (const auto& u : ana_of(*b).units()) sigma.push_back(u.sigma);
-    ASSERT_GT(sigma[0], 0.0);
     const int64_t bs = cfg["train"]["batch_size"].get<int64_t>();
     const int64_t steps = (a->data().train.size() + bs - 1) / bs;
-    MetaGradResult r = metagrad(*a, torch::tensor(sigma), steps);
-    AnaMlpFunction fn(*b);
-    auto want = fn.parameters(*b, torch::kFloat);
-    ASSERT_EQ(r.final_parameters.size(), want.size());
-    for (size_t i = 0; i < want.size(); ++i)
-      EXPECT_LT(max_abs_diff(r.final_parameters[i], want[i]), 2e-4 * max_abs(want[i]))
-          << "parameter " << i;
-    EXPECT_NEAR(r.hard_loss, b->history().back()["val_loss"].get<double>(), 1e-4);
-    EXPECT_NEAR(r.hard_acc, b->history().back()["val_acc"].get<double>(), 1e-9);
-    EXPECT_NEAR(r.initial_hard_loss, a->history().back()["val_loss"].get<double>(), 1e-4);
+    std::vector<torch::Tensor> rows;
+    for (int64_t epochs = 2; epochs <= 3; ++epochs) {
+      auto b = test::make_trainer(cfg);
+      b->run(epochs);
+      std::vector<double> sigma;
+      for (const auto& u : ana_of(*b).units()) sigma.push_back(u.sigma);
+      rows.push_back(torch::tensor(sigma).unsqueeze(0).expand({steps, -1}));
+      MetaGradResult r = metagrad(*a, torch::cat(rows), steps * (epochs - 1));
+      AnaMlpFunction fn(*b);
+      auto want = fn.parameters(*b, torch::kFloat);
+      ASSERT_EQ(r.final_parameters.size(), want.size());
+      for (size_t i = 0; i < want.size(); ++i)
+        EXPECT_LT(max_abs_diff(r.final_parameters[i], want[i]), 2e-4 * max_abs(want[i]))
+            << "parameter " << i << ", epochs " << epochs;
+      EXPECT_NEAR(r.hard_loss, b->history().back()["val_loss"].get<double>(), 1e-4);
+      EXPECT_NEAR(r.hard_acc, b->history().back()["val_acc"].get<double>(), 1e-9);
+      EXPECT_NEAR(r.initial_hard_loss, a->history().back()["val_loss"].get<double>(), 1e-4);
+    }
+    EXPECT_FALSE(rows[0].equal(rows[1]));  // the schedule moved between the two epochs
     // The trainer itself is untouched.
     EXPECT_EQ(a->epoch(), 1);
-    AnaMlpFunction fa(*a);
-    auto pa = fa.parameters(*a, torch::kFloat);
-    EXPECT_FALSE(pa[0].equal(r.final_parameters[0]));
+    auto b = test::make_trainer(cfg);
+    b->run(1);
+    AnaMlpFunction fa(*a), fb(*b);
+    auto pa = fa.parameters(*a, torch::kFloat), pb = fb.parameters(*b, torch::kFloat);
+    for (size_t i = 0; i < pa.size(); ++i) EXPECT_TRUE(pa[i].equal(pb[i]));
   }
 }
 
