@@ -29,33 +29,51 @@ torch::Tensor native(const ana::AnaOptions& o, ana::NoiseFamily f, const torch::
   return o.std_parametrization ? sigma * ana::std_to_native(f) : sigma;
 }
 
-/// E[Q(u + nu)] = q_0 + sum_i dq_i F((u - theta_i) / s), s > 0 a 0-dim tensor.
+/// E[Q(u + nu)] = q_0 + sum_i dq_i F((u - theta_i) / s) with s > 0 a 0-dim tensor, as one
+/// autograd node that saves only u (the unroll keeps K steps of it alive): the forward is ANA's
+/// fused operator, the backward
+///   dE/du = sum_i dq_i p(u - theta_i)
+///   dE/ds = sum_i dq_i F'(z_i) * (-(u - theta_i) / s^2) = -(1/s) sum_i dq_i p(u - theta_i) (u -
+///   theta_i)
+/// (p the density at native scale s; uniform: the open windows, a.e. the same derivative).
+class ExpectationFunction : public torch::autograd::Function<ExpectationFunction> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& u,
+                               const torch::Tensor& s, const ana::Levels& lv, ana::NoiseFamily f) {
+    const double sv = s.item<double>();
+    ctx->save_for_backward({u});
+    ctx->saved_data["s"] = sv;
+    ctx->saved_data["family"] = static_cast<int64_t>(f);
+    ctx->saved_data["levels"] = lv.values;
+    ctx->saved_data["thresholds"] = lv.thresholds;
+    return ana::expected_quantize(u, lv, f, sv);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad) {
+    const torch::Tensor u = ctx->get_saved_variables()[0];
+    const torch::Tensor& g = grad[0];
+    ana::Levels lv;
+    lv.values = ctx->saved_data["levels"].toDoubleVector();
+    lv.thresholds = ctx->saved_data["thresholds"].toDoubleVector();
+    const auto f = static_cast<ana::NoiseFamily>(ctx->saved_data["family"].toInt());
+    const double s = ctx->saved_data["s"].toDouble();
+    torch::Tensor gu = ana::expected_quantize_vjp(g, u, lv, f, s);
+    torch::Tensor acc;
+    for (size_t i = 0; i < lv.thresholds.size(); ++i) {
+      torch::Tensor v = u - lv.thresholds[i];
+      torch::Tensor t = ana::noise_pdf(f, v, s).mul_(v);
+      const double dq = lv.values[i + 1] - lv.values[i];
+      acc = acc.defined() ? acc.add_(t, dq) : t.mul_(dq);
+    }
+    torch::Tensor gs = acc.mul_(g).sum().mul_(-1.0 / s);
+    return {gu, gs, torch::Tensor(), torch::Tensor()};
+  }
+};
+
 torch::Tensor expectation(const torch::Tensor& u, const ana::Levels& lv, ana::NoiseFamily f,
                           const torch::Tensor& s) {
-  torch::Tensor out;
-  for (size_t i = 0; i < lv.thresholds.size(); ++i) {
-    const double th = lv.thresholds[i], dq = lv.values[i + 1] - lv.values[i];
-    torch::Tensor F;
-    switch (f) {
-      case ana::NoiseFamily::kUniform:  // clamp((u - theta + s) / 2s, 0, 1)
-        F = ((u - (th - s)) / (2 * s)).clamp(0.0, 1.0);
-        break;
-      case ana::NoiseFamily::kTriangular: {
-        torch::Tensor z = ((u - th) / s).clamp(-1.0, 1.0);
-        F = 0.5 + 0.5 * z * (2.0 - z.abs());
-        break;
-      }
-      case ana::NoiseFamily::kNormal:
-        F = 0.5 + 0.5 * torch::erf((u - th) / (s * M_SQRT2));
-        break;
-      case ana::NoiseFamily::kLogistic:
-        F = torch::sigmoid((u - th) / s);
-        break;
-    }
-    if (dq != 1.0) F = F * dq;
-    out = out.defined() ? out + F : F;
-  }
-  return lv.values[0] != 0.0 ? out + lv.values[0] : out;
+  return ExpectationFunction::apply(u, s, lv, f);
 }
 
 /// dE[Q(u + nu)]/du = sum_i dq_i p(u - theta_i) under native scale s > 0 (0-dim tensor).
