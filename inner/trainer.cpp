@@ -238,6 +238,12 @@ void Trainer::save_checkpoint(const std::string& path) const {
   a.write("optimizer", optim);
   alg_->save(alg);
   a.write("algorithm", alg);
+  // The last step's gradients: learned schedules observe their norm at the next epoch start,
+  // so a run resumed at an epoch boundary must see the same values.
+  torch::serialize::OutputArchive grads;
+  for (const auto& p : net_->named_parameters())
+    if (p.value().grad().defined()) grads.write(p.key(), p.value().grad());
+  a.write("grads", grads);
   a.write("epoch", c10::IValue(epoch_));
   a.write("step_in_epoch", c10::IValue(step_in_epoch_));
   a.write("loss_sum", c10::IValue(loss_sum_));
@@ -282,6 +288,13 @@ void Trainer::load_checkpoint(const std::string& path) {
     opt_->load(optim);
     a.read("algorithm", alg);
     alg_->load(alg);
+    torch::serialize::InputArchive grads;
+    if (a.try_read("grads", grads)) {
+      for (auto& p : net_->named_parameters()) {
+        torch::Tensor g;
+        if (grads.try_read(p.key(), g)) p.value().mutable_grad() = g.to(p.value().device());
+      }
+    }
     epoch_ = read("epoch").toInt();
     step_in_epoch_ = read("step_in_epoch").toInt();
     loss_sum_ = read("loss_sum").toDouble();

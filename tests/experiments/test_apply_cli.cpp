@@ -5,6 +5,7 @@
 
 #include "inner/io.h"
 #include "inner/json_reader.h"
+#include "meta/apply.h"
 #include "meta/controller_io.h"
 #include "tests/util/synthetic_config.h"
 #include "tests/util/test_util.h"
@@ -149,4 +150,24 @@ TEST(ApplyCli, BadInputIsOneLineError) {
                                    " --out " + dir.file("d")),
                         "controller");
   EXPECT_FALSE(qsched::file_exists(dir.file("d/summary.json")));
+}
+
+TEST(ApplyCli, ResumeAtAnEpochBoundaryIsExact) {
+  // Deterministic companion of the SIGINT test: the controller's hidden state and the
+  // observations it reads (incl. the last step's gradient norm) survive a checkpoint taken
+  // between two quantization epochs.
+  test::TempDir dir;
+  auto saved = meta::load_controller(save_random_controller(dir, "inq", 0.5));
+  inner::RunConfig cfg = inner::parse_run_config(inq_config(8));
+  auto make = meta::controller_algorithm(saved, "meta", cfg);
+  auto data = inner::load_data(cfg, torch::kCPU);
+  inner::Trainer straight(cfg, data, make(cfg));
+  straight.run(8);
+  inner::Trainer first(cfg, data, make(cfg));
+  first.run(4);
+  first.save_checkpoint(dir.file("c.pt"));
+  inner::Trainer second(cfg, data, make(cfg));
+  second.load_checkpoint(dir.file("c.pt"));
+  second.run(8);
+  EXPECT_EQ(test::strip_time(straight.history()), test::strip_time(second.history()));
 }
