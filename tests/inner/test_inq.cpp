@@ -122,7 +122,7 @@ TEST(InqOptions, BadInputIsRejected) {
                                    {"values", {{0.5, 0.6, 0.7}, {1.0, 1.0, 1.0}}}},
                                   2),
                      "table has 3 layers");
-  EXPECT_VALUE_ERROR(bad_schedule({{"family", "cosine"}}, 2), "is not one of");
+  EXPECT_VALUE_ERROR(bad_schedule({{"family", "sawtooth"}}, 2), "is not one of");
 }
 
 TEST(InqAlgorithm, FreezesExactlyRoundedCountsPerLayer) {
