@@ -263,11 +263,12 @@ void write_sweep_report(const std::string& out_dir, bool require_plots) {
     }
 
     md << "## Accuracy against epochs\n\n";
-    std::map<std::string, std::vector<double>> by_epochs;
+    std::map<int64_t, std::vector<double>> by_epochs;  // numeric order
     for (const auto& [p, idx] : by_point)
       for (size_t i : idx) {
-        double x;
-        if (is_number(rows[i][c_acc], &x)) by_epochs[rows[i][c_epochs]].push_back(x);
+        double x, e;
+        if (is_number(rows[i][c_acc], &x) && is_number(rows[i][c_epochs], &e))
+          by_epochs[static_cast<int64_t>(e)].push_back(x);
       }
     md << "| train epochs | runs | test acc |\n|---|---|---|\n";
     for (const auto& [e, v] : by_epochs)
