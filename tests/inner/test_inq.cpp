@@ -98,7 +98,7 @@ TEST(InqOptions, BadInputIsRejected) {
     return make_trainer(inq_config({{"schedule", sched}}, epochs));
   };
   EXPECT_VALUE_ERROR(bad_schedule({{"family", "steps"}, {"portions", {0.5, 1.2}}}, 2),
-                     "0 <= portion <= 1");
+                     "portions[1] = 1.2. Violated constraint: 0 <= every portions[i] <= 1");
   EXPECT_VALUE_ERROR(bad_schedule({{"family", "steps"}, {"portions", {0.5, 0.4, 1.0}}}, 3),
                      "non-decreasing");
   EXPECT_VALUE_ERROR(bad_schedule({{"family", "steps"}, {"portions", {0.5, 0.9}}}, 2),
