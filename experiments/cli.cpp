@@ -34,6 +34,7 @@ const std::vector<Command>& commands() {
       {"schedules", "schedule families (list) and the table a config makes (show)", cmd_schedules},
       {"sweep", "grid/random search over a schedule family: runs, results.csv, report", cmd_sweep},
       {"sweep-report", "report.md and plots of a sweep directory", cmd_sweep_report},
+      {"meta-train", "meta-train a schedule controller (ES) on a task family", cmd_meta_train},
   };
   return k;
 }

@@ -27,5 +27,6 @@ int cmd_summarize(const std::vector<std::string>& args);
 int cmd_schedules(const std::vector<std::string>& args);
 int cmd_sweep(const std::vector<std::string>& args);
 int cmd_sweep_report(const std::vector<std::string>& args);
+int cmd_meta_train(const std::vector<std::string>& args);
 
 }  // namespace qsched::cli
