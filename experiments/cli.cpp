@@ -31,6 +31,9 @@ const std::vector<Command>& commands() {
       {"export", "a finished INQ run as a compact power-of-two file (+ JSON, --verify)",
        cmd_export},
       {"infer", "test accuracy of an exported file with the torch-free reference", cmd_infer},
+      {"schedules", "schedule families (list) and the table a config makes (show)", cmd_schedules},
+      {"sweep", "grid/random search over a schedule family: runs, results.csv, report", cmd_sweep},
+      {"sweep-report", "report.md and plots of a sweep directory", cmd_sweep_report},
       {"meta-train", "meta-train a schedule controller (ES) on a task family", cmd_meta_train},
       {"apply", "run INQ/ANA on a network with a trained controller as the schedule", cmd_apply},
   };

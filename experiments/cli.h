@@ -24,6 +24,9 @@ int cmd_bench(const std::vector<std::string>& args);
 int cmd_export(const std::vector<std::string>& args);
 int cmd_infer(const std::vector<std::string>& args);
 int cmd_summarize(const std::vector<std::string>& args);
+int cmd_schedules(const std::vector<std::string>& args);
+int cmd_sweep(const std::vector<std::string>& args);
+int cmd_sweep_report(const std::vector<std::string>& args);
 int cmd_meta_train(const std::vector<std::string>& args);
 int cmd_apply(const std::vector<std::string>& args);
 

@@ -6,8 +6,12 @@
 //   {"family": "table", "quantity": "fraction", "values": [[...L...] x T]}   explicit per layer
 //   {"family": "file", "path": "runs/x/schedule.json"}           replay a recorded schedule
 //
-// Unknown families list the valid ones; unknown keys list the valid keys. The Schedules issue
-// grows this into a registry of parametric families.
+//   {"family": "power", "alpha": 2, "layout": "stagger", "delta": 1}   windowed families
+//   {"family": "ana_window", ...}                                  ANA bounded windows
+//
+// Every family goes through the registry (schedules/registry.h): unknown families list the
+// valid ones; unknown keys list the valid keys; types and ranges are checked against the
+// family's declared parameters.
 #include <memory>
 #include <string>
 #include <vector>

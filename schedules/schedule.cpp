@@ -125,7 +125,11 @@ std::vector<double> TableSchedule::values(const ScheduleContext& ctx) {
   return table_.values[ctx.epoch];
 }
 
-json TableSchedule::describe() const { return {{"family", "table"}, {"epochs", table_.epochs()}}; }
+json TableSchedule::describe() const {
+  json j = table_.to_json();
+  j["family"] = "table";
+  return j;
+}
 
 StepListSchedule::StepListSchedule(std::vector<double> portions, int64_t epochs_per_step)
     : portions_(std::move(portions)), epochs_per_step_(epochs_per_step) {

@@ -50,7 +50,8 @@ class Schedule {
   /// True when values() depends only on (epoch, total_epochs, num_layers): then the whole
   /// table can be materialized and validated before training starts.
   virtual bool is_static() const { return true; }
-  /// JSON description (family and parameters) for logs and reports.
+  /// The spec (family and every parameter) that make_schedule turns back into a schedule
+  /// with the identical table (tested for every registered family).
   virtual json describe() const = 0;
 };
 

@@ -98,7 +98,7 @@ TEST(InqOptions, BadInputIsRejected) {
     return make_trainer(inq_config({{"schedule", sched}}, epochs));
   };
   EXPECT_VALUE_ERROR(bad_schedule({{"family", "steps"}, {"portions", {0.5, 1.2}}}, 2),
-                     "0 <= portion <= 1");
+                     "portions[1] = 1.2. Violated constraint: 0 <= every portions[i] <= 1");
   EXPECT_VALUE_ERROR(bad_schedule({{"family", "steps"}, {"portions", {0.5, 0.4, 1.0}}}, 3),
                      "non-decreasing");
   EXPECT_VALUE_ERROR(bad_schedule({{"family", "steps"}, {"portions", {0.5, 0.9}}}, 2),
@@ -122,7 +122,7 @@ TEST(InqOptions, BadInputIsRejected) {
                                    {"values", {{0.5, 0.6, 0.7}, {1.0, 1.0, 1.0}}}},
                                   2),
                      "table has 3 layers");
-  EXPECT_VALUE_ERROR(bad_schedule({{"family", "cosine"}}, 2), "is not one of");
+  EXPECT_VALUE_ERROR(bad_schedule({{"family", "sawtooth"}}, 2), "is not one of");
 }
 
 TEST(InqAlgorithm, FreezesExactlyRoundedCountsPerLayer) {

@@ -169,7 +169,8 @@ TEST(AnaWindow, RejectsBadSpecs) {
   EXPECT_VALUE_ERROR(
       make({{"family", "ana_window"}, {"shape", "cosine"}, {"exponents", "progressive"}}),
       "progressive exponents need shape \"power\"");
-  EXPECT_VALUE_ERROR(make({{"family", "ana_windw"}}), "is not one of: ana_window, file");
+  EXPECT_VALUE_ERROR(make({{"family", "ana_windw"}}),
+                     "is not one of: ana_window, cosine, exponential, file");
   // A fraction schedule for an ANA run and vice versa.
   EXPECT_VALUE_ERROR(make_schedule({{"family", "ana_window"}}, Quantity::kFraction, "x"),
                      "gives noise values but this algorithm needs fraction values");
