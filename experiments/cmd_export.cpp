@@ -1,5 +1,5 @@
-// qsched export: a finished INQ run -> the compact export file (inner/export/format.h) and its
-// JSON inspection variant; --verify runs the torch-free reference inference against LibTorch.
+// qsched export: a finished INQ or ANA run -> the compact export file (inner/export/format.h) and
+// its JSON inspection variant; --verify runs the torch-free reference inference against LibTorch.
 // qsched infer: the reference inference alone, from the export file and a test split.
 #include <cmath>
 #include <cstdio>
@@ -41,7 +41,7 @@ int cmd_export(const std::vector<std::string>& args) {
   bool verify = false;
   po::options_description desc("qsched export flags");
   desc.add_options()("help,h", "show this help")("run", po::value(&run),
-                                                 "directory of a finished INQ run")(
+                                                 "directory of a finished INQ or ANA run")(
       "out", po::value(&out), "export file to write (binary, format: inner/export/format.h)")(
       "json", po::value(&json_out), "also write the JSON inspection variant to this file")(
       "verify", po::bool_switch(&verify),
@@ -49,15 +49,18 @@ int cmd_export(const std::vector<std::string>& args) {
   po::variables_map vm;
   if (!parse_flags(args, desc, vm,
                    "usage: qsched export --run DIR --out FILE [--json FILE.json] [--verify]\n\n"
-                   "Writes the hardened INQ network of DIR as a compact file: per layer n1, n2,\n"
-                   "shape and b-bit sign+exponent codes (2 bits per weight for ternary), float32\n"
-                   "biases and BatchNorm statistics, the input normalization, a CRC32. The run\n"
-                   "must be an INQ run that finished with every weight on its codebook."))
+                   "Writes the hardened INQ or ANA network of DIR as a compact file. INQ: per\n"
+                   "layer n1, n2, shape and b-bit sign+exponent codes (2 bits per weight for\n"
+                   "ternary). ANA: per layer level-index codes (1 bit binary, 2 bits ternary),\n"
+                   "the levels and scale eps_w, and the activation quantizers (levels,\n"
+                   "thresholds, eps_a). Both: float32 biases and BatchNorm statistics, the input\n"
+                   "normalization, a CRC32. The run must have finished with every weight on its\n"
+                   "codebook / grid."))
     return kExitOk;
   TORCH_CHECK_VALUE(!run.empty(), "missing --run DIR");
   TORCH_CHECK_VALUE(!out.empty(), "missing --out FILE");
 
-  auto loaded = inner::xport::load_finished_inq_run(run);
+  auto loaded = inner::xport::load_finished_quantized_run(run);
   json source = {{"run", run},
                  {"test_acc", loaded.summary.value("test_acc", 0.0)},
                  {"data", {{"format", loaded.cfg.data.format}, {"root", loaded.cfg.data.root}}}};
@@ -72,7 +75,7 @@ int cmd_export(const std::vector<std::string>& args) {
   const int64_t coded = ref.coded_weights(), values = coded + ref.float_values();
   int64_t code_bytes = 0;
   for (const auto& r : reread.records)
-    if (r.type == inner::xport::RecordType::kCodes) code_bytes += r.data_bytes();
+    if (r.type != inner::xport::RecordType::kFloat32) code_bytes += r.data_bytes();
   std::printf("%s: %llu bytes (all float32: %lld bytes, %.1fx larger); %s\n", out.c_str(),
               static_cast<unsigned long long>(bytes), static_cast<long long>(4 * values),
               4.0 * values / static_cast<double>(bytes), ref.describe().c_str());
