@@ -92,6 +92,8 @@ class ReferenceNet {
   /// layers, biases, BN).
   int64_t coded_weights() const { return coded_; }
   int64_t float_values() const { return floats_; }
+  /// Hidden activations that are ANA quantizers (0 for INQ networks).
+  int64_t quantized_activations() const { return static_cast<int64_t>(act_q_.size()); }
   /// One line: network type, layers, bits.
   std::string describe() const;
 

@@ -308,7 +308,7 @@ void write_inspection_json(const std::string& path, const ExportModel& m) {
 }
 
 Agreement compare_with_torch(NetworkImpl& net, const ReferenceNet& ref, const data::Dataset& raw,
-                             const data::Dataset& normalized, int64_t batch_size) {
+                             const data::Dataset& normalized, int64_t batch_size, double rel_tol) {
   TORCH_CHECK_VALUE(raw.size() == normalized.size(), "compare_with_torch: datasets differ in size");
   Agreement a;
   a.n = raw.size();
@@ -322,6 +322,7 @@ Agreement compare_with_torch(NetworkImpl& net, const ReferenceNet& ref, const da
   TORCH_CHECK_VALUE(raw_images.numel() == a.n * d, "compare_with_torch: the images are ",
                     raw_images.sizes(), ", the export expects ", d, " values per image");
   int64_t torch_correct = 0, ref_correct = 0;
+  std::vector<double> sample_diff(a.n, 0.0);
   for (int64_t start = 0; start < a.n; start += batch_size) {
     const int64_t m = std::min(batch_size, a.n - start);
     auto logits = net.forward(normalized.images.slice(0, start, start + m))
@@ -341,10 +342,12 @@ Agreement compare_with_torch(NetworkImpl& net, const ReferenceNet& ref, const da
         const double tl = lp[i * r.cols() + j];
         a.max_abs_logit = std::max(a.max_abs_logit, std::fabs(tl));
         a.max_abs_logit_diff = std::max(a.max_abs_logit_diff, std::fabs(tl - r(i, j)));
+        sample_diff[start + i] = std::max(sample_diff[start + i], std::fabs(tl - r(i, j)));
       }
     }
   }
   net.train(was_training);
+  for (double d : sample_diff) a.samples_outside_tol += d > rel_tol * (1.0 + a.max_abs_logit);
   a.torch_acc = a.n ? static_cast<double>(torch_correct) / a.n : 0.0;
   a.reference_acc = a.n ? static_cast<double>(ref_correct) / a.n : 0.0;
   return a;

@@ -76,10 +76,15 @@ struct Agreement {
   double max_abs_logit_diff = 0.0;  ///< over all samples and classes
   double max_abs_logit = 0.0;       ///< LibTorch's largest |logit| (the scale of the diff)
   double torch_acc = 0.0, reference_acc = 0.0;
+  /// Samples with some |logit diff| > rel_tol · (1 + max_abs_logit) (rel_tol of
+  /// compare_with_torch). With ANA activation quantizers a pre-activation within float rounding
+  /// of a threshold can take the other level, which moves that sample's logits by a quantum.
+  int64_t samples_outside_tol = 0;
   double agreement() const { return n ? static_cast<double>(same_predictions) / n : 1.0; }
 };
 /// Runs `net` (eval mode, no grad) on `normalized` and `ref` on `raw` (same samples).
 Agreement compare_with_torch(NetworkImpl& net, const ReferenceNet& ref, const data::Dataset& raw,
-                             const data::Dataset& normalized, int64_t batch_size = 1000);
+                             const data::Dataset& normalized, int64_t batch_size = 1000,
+                             double rel_tol = 1e-4);
 
 }  // namespace qsched::inner::xport
