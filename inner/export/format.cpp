@@ -92,7 +92,7 @@ int64_t Record::numel() const {
 
 uint64_t Record::data_bytes() const {
   const auto n = static_cast<uint64_t>(numel());
-  return type == RecordType::kCodes ? (n * static_cast<uint64_t>(bits) + 7) / 8 : 4 * n;
+  return type == RecordType::kFloat32 ? 4 * n : (n * static_cast<uint64_t>(bits) + 7) / 8;
 }
 
 const Record* ExportModel::find(const std::string& name) const {
@@ -146,6 +146,12 @@ float code_value(uint8_t code, int32_t n2, int bits) {
   return l.sign == 0 ? 0.0f : static_cast<float>(l.sign) * std::ldexp(1.0f, l.exponent);
 }
 
+int level_code_bits(int64_t levels) {
+  int b = 1;
+  while ((int64_t{1} << b) < levels) ++b;
+  return b;
+}
+
 std::vector<uint8_t> pack_codes(const std::vector<uint8_t>& codes, int bits) {
   std::vector<uint8_t> out((codes.size() * static_cast<size_t>(bits) + 7) / 8, 0);
   size_t bit = 0;
@@ -185,7 +191,7 @@ std::string serialize(const ExportModel& m) {
     put_u32(payload, static_cast<uint32_t>(r.n1));
     put_u32(payload, static_cast<uint32_t>(r.n2));
     for (int64_t d : r.dims) put_u32(payload, static_cast<uint32_t>(d));
-    if (r.type == RecordType::kCodes) {
+    if (r.type != RecordType::kFloat32) {
       const auto packed = pack_codes(r.codes, r.bits);
       put_u64(payload, packed.size());
       payload.append(reinterpret_cast<const char*>(packed.data()), packed.size());
@@ -199,7 +205,7 @@ std::string serialize(const ExportModel& m) {
     }
   }
   std::string out(kMagic, kMagic + 8);
-  put_u32(out, kFormatVersion);
+  put_u32(out, m.version);
   put_u32(out, header_bytes);
   put_u64(out, payload.size());
   put_u32(out, crc_of(reinterpret_cast<const uint8_t*>(payload.data()), payload.size()));
@@ -217,9 +223,9 @@ ExportModel parse(const std::string& bytes, const std::string& src) {
                   std::to_string(kPreambleBytes) + "-byte preamble");
   }
   const auto version = static_cast<uint32_t>(get_le(p + 8, 4));
-  if (version != kFormatVersion) {
-    fail(src, "format version " + std::to_string(version) + ", this qsched reads version " +
-                  std::to_string(kFormatVersion));
+  if (version < kMinFormatVersion || version > kFormatVersion) {
+    fail(src, "format version " + std::to_string(version) + ", this qsched reads versions " +
+                  std::to_string(kMinFormatVersion) + ".." + std::to_string(kFormatVersion));
   }
   const uint64_t header_bytes = get_le(p + 12, 4);
   const uint64_t payload_bytes = get_le(p + 16, 8);
@@ -249,6 +255,7 @@ ExportModel parse(const std::string& bytes, const std::string& src) {
   }
 
   ExportModel m;
+  m.version = version;
   try {
     m.header = json::parse(payload, payload + header_bytes);
   } catch (const json::exception& e) {
@@ -257,9 +264,9 @@ ExportModel parse(const std::string& bytes, const std::string& src) {
   if (!m.header.is_object() || m.header.value("format", json()) != "qsched-export") {
     fail(src, "the header is not a qsched export header (\"format\": \"qsched-export\" missing)");
   }
-  if (m.header.value("version", json()) != kFormatVersion) {
+  if (m.header.value("version", json()) != version) {
     fail(src, "header version " + m.header.value("version", json()).dump() +
-                  " disagrees with the preamble version " + std::to_string(kFormatVersion));
+                  " disagrees with the preamble version " + std::to_string(version));
   }
 
   Cursor c(payload + header_bytes, payload_bytes - header_bytes, src);
@@ -289,6 +296,17 @@ ExportModel parse(const std::string& bytes, const std::string& src) {
                       ", n2 = " + std::to_string(r.n2) + " but " + std::to_string(r.bits) +
                       " bits have " + std::to_string(exponents) + " exponents");
       }
+    } else if (type == 3) {
+      r.type = RecordType::kLevels;
+      if (version < 2) fail(src, what + ": level codes (type 3) need format version >= 2");
+      if (r.bits < 1 || r.bits > 8) {
+        fail(src, what + ": level codes of " + std::to_string(r.bits) + " bits; valid are 1..8");
+      }
+      if (r.n1 < 2 || r.n1 > (1 << r.bits) || r.n2 != 0) {
+        fail(src, what + ": inconsistent level count: n1 = " + std::to_string(r.n1) +
+                      ", n2 = " + std::to_string(r.n2) +
+                      " (valid: 2 <= n1 <= 2^bits = " + std::to_string(1 << r.bits) + ", n2 = 0)");
+      }
     } else if (type == 2) {
       r.type = RecordType::kFloat32;
       if (r.bits != 32) fail(src, what + ": float32 record with bits = " + std::to_string(r.bits));
@@ -313,10 +331,12 @@ ExportModel parse(const std::string& bytes, const std::string& src) {
                     " data bytes, but declares " + std::to_string(data_bytes));
     }
     const uint8_t* data = c.take(data_bytes, what + " data");
-    if (r.type == RecordType::kCodes) {
+    if (r.type != RecordType::kFloat32) {
       r.codes = unpack_codes(data, numel, r.bits);
       for (size_t j = 0; j < r.codes.size(); ++j) {
-        if (!valid_code(r.codes[j], r.n1, r.n2, r.bits)) {
+        const bool ok = r.type == RecordType::kCodes ? valid_code(r.codes[j], r.n1, r.n2, r.bits)
+                                                     : r.codes[j] < r.n1;
+        if (!ok) {
           fail(src, what + ": element " + std::to_string(j) + " has invalid code " +
                         std::to_string(r.codes[j]) + " for " + std::to_string(r.bits) + " bits");
         }
@@ -372,6 +392,11 @@ json to_inspection_json(const ExportModel& m) {
       j["codes"] = std::move(codes);
       j["exponents"] = std::move(exps);
       j["signs"] = std::move(signs);
+    } else if (r.type == RecordType::kLevels) {
+      j["type"] = "levels";
+      j["bits"] = r.bits;
+      j["n_levels"] = r.n1;
+      j["codes"] = r.codes;  // level indices; the values are in header.quantizers.weights
     } else {
       j["type"] = "float32";
       j["values"] = r.values;

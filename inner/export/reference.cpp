@@ -139,7 +139,7 @@ const Record& ReferenceNet::take(const std::string& name, const std::vector<int6
       fail("inconsistent sizes: record '" + name + "' has shape " + dims_str(r.dims) +
            ", the network in the header needs " + dims_str(dims));
     }
-    if (r.type == RecordType::kCodes && !allow_codes) {
+    if (r.type != RecordType::kFloat32 && !allow_codes) {
       fail("record '" + name + "' holds codes, expected float32");
     }
     if (r.type == RecordType::kFloat32) {
@@ -177,10 +177,30 @@ ReferenceNet::Step ReferenceNet::add_conv(const std::string& name, Shape& s, int
   d.w.resize(cout, fan_in);
   if (r.type == RecordType::kCodes) {
     d.bits = r.bits;
-    d.scale_exp = r.n2;
+    d.scale = std::ldexp(1.0f, r.n2);  // exact: a power of two
     for (int64_t i = 0; i < cout * fan_in; ++i) {
       // Q = code_value / 2^n2 = sign · 2^(k - n2): an exact integer.
       d.w.data()[i] = std::ldexp(code_value(r.codes[i], r.n2, r.bits), -r.n2);
+    }
+    coded_ += cout * fan_in;
+  } else if (r.type == RecordType::kLevels) {
+    auto it = weight_q_.find(r.name);
+    if (it == weight_q_.end()) {
+      fail("record '" + r.name +
+           "' holds level codes but header quantizers.weights has no entry "
+           "for it");
+    }
+    WeightQuant& q = it->second;
+    if (static_cast<int64_t>(q.levels.size()) != r.n1) {
+      fail("record '" + r.name + "' has " + std::to_string(r.n1) +
+           " levels, header quantizers.weights lists " + std::to_string(q.levels.size()));
+    }
+    q.used = true;
+    d.bits = r.bits;
+    d.levels = true;
+    d.scale = static_cast<float>(q.eps);
+    for (int64_t i = 0; i < cout * fan_in; ++i) {
+      d.w.data()[i] = static_cast<float>(q.levels[r.codes[i]]);
     }
     coded_ += cout * fan_in;
   } else {
@@ -225,6 +245,83 @@ ReferenceNet::Step ReferenceNet::add_bn(const std::string& name, const Shape& s)
   }
   affine_.push_back(std::move(a));
   return {Op::kAffine, affine_.size() - 1};
+}
+
+ReferenceNet::Step ReferenceNet::add_act() { return {Op::kAct, acts_++}; }
+
+void ReferenceNet::read_quantizers(const json& q) {
+  auto bad = [&](const std::string& what) { fail("bad header: quantizers." + what); };
+  auto levels_of = [&](const json& e, const std::string& at) {
+    if (!e.contains("levels") || !e["levels"].is_array()) bad(at + ".levels missing");
+    std::vector<double> v;
+    for (const auto& x : e["levels"]) {
+      if (!x.is_number() || !std::isfinite(x.get<double>())) bad(at + ".levels holds " + x.dump());
+      v.push_back(x.get<double>());
+    }
+    if (v.size() < 2 || v.size() > 256) bad(at + ".levels needs 2..256 values");
+    for (size_t i = 1; i < v.size(); ++i) {
+      if (!(v[i] > v[i - 1])) bad(at + ".levels must be strictly increasing");
+    }
+    return v;
+  };
+  auto eps_of = [&](const json& e, const std::string& at) {
+    if (!e.contains("eps") || !e["eps"].is_number()) bad(at + ".eps missing");
+    const double eps = e["eps"].get<double>();
+    if (!std::isfinite(eps) || !(eps > 0)) bad(at + ".eps = " + e["eps"].dump() + ", must be > 0");
+    return eps;
+  };
+  if (!q.is_object()) bad("is not an object");
+  for (auto it = q.begin(); it != q.end(); ++it) {
+    if (it.key() != "weights" && it.key() != "activations") {
+      bad(it.key() + " is not one of: activations, weights");
+    }
+    if (!it.value().is_array()) bad(it.key() + " is not a list");
+  }
+  if (q.contains("weights")) {
+    for (size_t i = 0; i < q["weights"].size(); ++i) {
+      const json& e = q["weights"][i];
+      const std::string at = "weights[" + std::to_string(i) + "]";
+      if (!e.is_object() || !e.contains("record") || !e["record"].is_string()) {
+        bad(at + ".record missing");
+      }
+      WeightQuant w;
+      w.levels = levels_of(e, at);
+      w.eps = eps_of(e, at);
+      if (!weight_q_.emplace(e["record"].get<std::string>(), w).second) {
+        bad(at + ": record '" + e["record"].get<std::string>() + "' listed twice");
+      }
+    }
+  }
+  if (q.contains("activations")) {
+    for (size_t i = 0; i < q["activations"].size(); ++i) {
+      const json& e = q["activations"][i];
+      const std::string at = "activations[" + std::to_string(i) + "]";
+      if (!e.is_object() || !e.contains("index") || !e["index"].is_number_integer() ||
+          e["index"].get<int64_t>() < 0) {
+        bad(at + ".index missing or not an integer >= 0");
+      }
+      const std::vector<double> lv = levels_of(e, at);
+      const double eps = eps_of(e, at);
+      if (!e.contains("thresholds") || !e["thresholds"].is_array() ||
+          e["thresholds"].size() != lv.size() - 1) {
+        bad(at + ".thresholds needs one value fewer than levels");
+      }
+      ActQuant a;
+      a.eps = static_cast<float>(eps);
+      for (double v : lv) a.levels.push_back(static_cast<float>(v));
+      double prev = -INFINITY;
+      for (const auto& x : e["thresholds"]) {
+        if (!x.is_number() || !std::isfinite(x.get<double>()) || !(x.get<double>() > prev)) {
+          bad(at + ".thresholds must be finite and strictly increasing");
+        }
+        prev = x.get<double>();
+        a.thresholds.push_back(static_cast<float>(prev * eps));
+      }
+      if (!act_q_.emplace(static_cast<size_t>(e["index"].get<int64_t>()), a).second) {
+        bad(at + ": activation " + e["index"].dump() + " listed twice");
+      }
+    }
+  }
 }
 
 namespace {
@@ -272,6 +369,10 @@ ReferenceNet::ReferenceNet(const ExportModel& m, const std::string& source) : sr
     if (!std::isfinite(mean_[i]) || !(std_[i] > 0)) bad("normalize: std must be > 0");
   }
   if (!(eps_ > 0)) bad("batchnorm_eps must be > 0");
+  if (hd.contains("quantizers")) {
+    if (m.version < 2) bad("\"quantizers\" needs format version >= 2");
+    read_quantizers(hd["quantizers"]);
+  }
 
   const json& spec = hd["network"];
   std::function<void(const std::string&)> spec_fail = bad;
@@ -286,7 +387,7 @@ ReferenceNet::ReferenceNet(const ExportModel& m, const std::string& source) : sr
       const std::string k = std::to_string(i + 1);
       steps_.push_back(add_linear("fc" + k, s, hidden[i], !bn));
       if (bn) steps_.push_back(add_bn("bn" + k, s));
-      steps_.push_back({Op::kRelu});
+      steps_.push_back(add_act());
     }
     steps_.push_back(add_linear("out", s, classes_, true));
   } else if (type_ == "lenet") {
@@ -299,7 +400,7 @@ ReferenceNet::ReferenceNet(const ExportModel& m, const std::string& source) : sr
       const std::string k = std::to_string(i + 1);
       steps_.push_back(
           add_conv("features.conv" + k, s, channels[i], 5, 1, i == 0 ? first_padding : 0, true));
-      steps_.push_back({Op::kRelu});
+      steps_.push_back(add_act());
       steps_.push_back({Op::kMaxPool});
       s.h /= 2;
       s.w /= 2;
@@ -308,7 +409,7 @@ ReferenceNet::ReferenceNet(const ExportModel& m, const std::string& source) : sr
     steps_.push_back({Op::kFlatten});
     for (size_t i = 0; i < fc.size(); ++i) {
       steps_.push_back(add_linear("classifier.fc" + std::to_string(i + 1), s, fc[i], true));
-      steps_.push_back({Op::kRelu});
+      steps_.push_back(add_act());
     }
     steps_.push_back(add_linear("classifier.out", s, classes_, true));
   } else if (type_ == "vgg") {
@@ -326,7 +427,7 @@ ReferenceNet::ReferenceNet(const ExportModel& m, const std::string& source) : sr
         const std::string k = std::to_string(++n);
         steps_.push_back(add_conv("features.conv" + k, s, b.get<int64_t>(), 3, 1, 1, false));
         steps_.push_back(add_bn("features.bn" + k, s));
-        steps_.push_back({Op::kRelu});
+        steps_.push_back(add_act());
       } else {
         bad("network.blocks holds " + b.dump());
       }
@@ -335,7 +436,7 @@ ReferenceNet::ReferenceNet(const ExportModel& m, const std::string& source) : sr
     steps_.push_back({Op::kFlatten});
     for (size_t i = 0; i < fc.size(); ++i) {
       steps_.push_back(add_linear("classifier.fc" + std::to_string(i + 1), s, fc[i], true));
-      steps_.push_back({Op::kRelu});
+      steps_.push_back(add_act());
     }
     steps_.push_back(add_linear("classifier.out", s, classes_, true));
   } else if (type_ == "resnet") {
@@ -349,7 +450,7 @@ ReferenceNet::ReferenceNet(const ExportModel& m, const std::string& source) : sr
     const int64_t n = (depth - 2) / 6;
     steps_.push_back(add_conv("stem.conv", s, width, 3, 1, 1, false));
     steps_.push_back(add_bn("stem.bn", s));
-    steps_.push_back({Op::kRelu});
+    steps_.push_back(add_act());
     for (int64_t st = 0; st < 3; ++st) {
       const int64_t out = width << st;
       for (int64_t b = 0; b < n; ++b) {
@@ -360,7 +461,7 @@ ReferenceNet::ReferenceNet(const ExportModel& m, const std::string& source) : sr
         Shape in = s;
         blk.main.push_back(add_conv(p + "conv1", s, out, 3, stride, 1, false));
         blk.main.push_back(add_bn(p + "bn1", s));
-        blk.main.push_back({Op::kRelu});
+        blk.main.push_back(add_act());
         blk.main.push_back(add_conv(p + "conv2", s, out, 3, 1, 1, false));
         blk.main.push_back(add_bn(p + "bn2", s));
         if (stride != 1 || in.c != out) {
@@ -368,6 +469,7 @@ ReferenceNet::ReferenceNet(const ExportModel& m, const std::string& source) : sr
           blk.shortcut.push_back(add_bn(p + "shortcut.bn", in));
         }
         if (in.c != s.c || in.h != s.h || in.w != s.w) bad("resnet block shapes disagree");
+        blk.act = add_act().index;
         blocks_.push_back(std::move(blk));
         steps_.push_back({Op::kBlock, blocks_.size() - 1});
       }
@@ -381,19 +483,54 @@ ReferenceNet::ReferenceNet(const ExportModel& m, const std::string& source) : sr
   for (size_t i = 0; i < used_.size(); ++i) {
     if (!used_[i]) fail("record '" + m.records[i].name + "' is not part of the network");
   }
+  for (const auto& [name, q] : weight_q_) {
+    if (!q.used) bad("quantizers.weights names '" + name + "', which is not a level-coded layer");
+  }
+  for (const auto& [index, q] : act_q_) {
+    if (index >= acts_) {
+      bad("quantizers.activations index " + std::to_string(index) + ", but the network has " +
+          std::to_string(acts_) + " hidden activations");
+    }
+  }
   model_ = nullptr;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Forward
 
+void ReferenceNet::Act::materialize() {
+  if (scale != 1.0f) x *= scale;
+  scale = 1.0f;
+}
+
+void ReferenceNet::activation(size_t index, Act& a) const {
+  auto it = act_q_.find(index);
+  if (it == act_q_.end()) {
+    a.x = a.x.cwiseMax(0.0f);  // ReLU commutes with the positive scale
+    return;
+  }
+  const ActQuant& q = it->second;
+  a.materialize();
+  // q_0 + sum_i (q_i - q_{i-1}) [x >= theta_i]: the level values (integers for the built-in
+  // levels), carried with scale eps.
+  RowMatrix y = RowMatrix::Constant(a.x.rows(), a.x.cols(), q.levels[0]);
+  for (size_t i = 0; i < q.thresholds.size(); ++i) {
+    const float dq = q.levels[i + 1] - q.levels[i];
+    y.array() += (a.x.array() >= q.thresholds[i]).cast<float>() * dq;
+  }
+  a.x = std::move(y);
+  a.scale = q.eps;
+}
+
 void ReferenceNet::dense(const Dense& d, Act& a) const {
   const int64_t n = a.x.rows();
-  const float scale = std::ldexp(1.0f, d.scale_exp);  // exact: a power of two
+  // One rescale per layer: the weight scale (2^n2 exact, eps_w, or 1) times the input's.
+  const float scale = d.scale * a.scale;
+  a.scale = 1.0f;
   if (!d.conv) {
-    // y = 2^n2 · (x · Q^T) + b: [n, in] x [in, out].
+    // y = scale · (x · Q^T) + b: [n, in] x [in, out].
     RowMatrix y = a.x * d.w.transpose();
-    if (d.scale_exp != 0) y *= scale;
+    if (scale != 1.0f) y *= scale;
     if (d.bias.size()) y.rowwise() += d.bias.transpose();
     a.x = std::move(y);
     a.c = d.cout;
@@ -425,7 +562,7 @@ void ReferenceNet::dense(const Dense& d, Act& a) const {
     }
   }
   RowMatrix out = d.w * cols;  // [cout, n·hw]
-  if (d.scale_exp != 0) out *= scale;
+  if (scale != 1.0f) out *= scale;
   RowMatrix y(n, d.cout * hw);
   for (int64_t co = 0; co < d.cout; ++co) {
     const float b = d.bias.size() ? d.bias[co] : 0.0f;
@@ -448,6 +585,7 @@ void ReferenceNet::run(const std::vector<Step>& steps, Act& a) const {
         dense(dense_[st.index], a);
         break;
       case Op::kAffine: {
+        a.materialize();
         const Affine& f = affine_[st.index];
         const int64_t hw = a.h * a.w;
         for (int64_t c = 0; c < a.c; ++c) {
@@ -456,8 +594,8 @@ void ReferenceNet::run(const std::vector<Step>& steps, Act& a) const {
         }
         break;
       }
-      case Op::kRelu:
-        a.x = a.x.cwiseMax(0.0f);
+      case Op::kAct:
+        activation(st.index, a);
         break;
       case Op::kMaxPool: {
         const int64_t ho = a.h / 2, wo = a.w / 2;
@@ -488,10 +626,14 @@ void ReferenceNet::run(const std::vector<Step>& steps, Act& a) const {
         Act sc = a;
         run(b.main, a);
         run(b.shortcut, sc);
-        a.x = (a.x + sc.x).cwiseMax(0.0f);
+        a.materialize();
+        sc.materialize();
+        a.x += sc.x;
+        activation(b.act, a);
         break;
       }
       case Op::kGlobalAvgPool: {
+        a.materialize();
         const int64_t hw = a.h * a.w;
         RowMatrix y(a.x.rows(), a.c);
         for (int64_t i = 0; i < a.x.rows(); ++i) {
@@ -518,6 +660,7 @@ RowMatrix ReferenceNet::logits_normalized(const float* x, int64_t n, int64_t bat
     a.w = w_;
     a.x = Eigen::Map<const RowMatrix>(x + start * d, m, d);
     run(steps_, a);
+    a.materialize();
     out.middleRows(start, m) = a.x;
   }
   return out;
@@ -553,8 +696,10 @@ std::string ReferenceNet::describe() const {
     << " layers (";
   for (size_t i = 0; i < dense_.size(); ++i) {
     s << (i ? " " : "") << (dense_[i].bits == 32 ? "f32" : std::to_string(dense_[i].bits) + "b");
+    if (dense_[i].levels) s << "-levels";
   }
   s << "), " << coded_ << " coded weights, " << floats_ << " float32 values";
+  if (!act_q_.empty()) s << ", " << act_q_.size() << " of " << acts_ << " activations quantized";
   return s.str();
 }
 

@@ -20,7 +20,21 @@
 // the only scaling is one exact shift by n2 per layer: what a shift-based accelerator does.
 // Activations stay float32 (INQ quantizes weights only); sums are float32 in Eigen's GEMM order,
 // so logits differ from LibTorch's (another summation order) by float rounding only (about
-// 1e-6 relative; predictions differ only on exact near-ties). BatchNorm is folded as LibTorch
+// 1e-6 relative; predictions differ only on exact near-ties).
+//
+// ANA networks (format version 2, "quantizers" in the header). A level-coded layer holds the
+// levels q_j (integers for the built-in binary / ternary / b-bit levels) and computes
+//   y = (Q · x) · (eps_w · s_x) + bias
+// where the input x is carried as x_true = s_x · x: s_x = 1 for float activations, and s_x = eps_a
+// after an ANA activation quantizer, which outputs the level values q_j themselves
+// (j = #{i : x >= eps_a · theta_i}, thresholds compared in float32) instead of a ReLU. Between
+// two quantized layers the products Q·q are then small integers, summed exactly in float32 (up
+// to 2^24), and the only non-integer arithmetic is one rescale per layer: what an integer /
+// ternary accelerator does. Ops that commute with a positive scale (ReLU, max-pool, flatten)
+// keep s_x; BatchNorm, residual additions, average pooling and the logits apply it first.
+// LibTorch computes the same network as float32 products (eps_w q)(eps_a q'): logits differ by
+// float rounding only, and a hidden unit can flip only when its pre-activation is within
+// rounding of a threshold. BatchNorm is folded as LibTorch
 // does in eval mode: alpha = weight / sqrt(running_var + eps), beta = bias - running_mean·alpha,
 // y = x·alpha + beta. Convolutions are im2col + GEMM; max-pool 2x2 stride 2 (floor); the
 // flatten order is PyTorch's NCHW.
@@ -30,6 +44,7 @@
 // No torch includes here or in reference.cpp.
 #include <Eigen/Dense>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -73,9 +88,12 @@ class ReferenceNet {
   /// Row-wise argmax (first maximum on ties, like torch::argmax).
   static std::vector<int64_t> argmax(const RowMatrix& logits);
 
-  /// Number of weights stored as power-of-two codes, and as float32 (float layers, biases, BN).
+  /// Number of weights stored as codes (power-of-two or level codes), and as float32 (float
+  /// layers, biases, BN).
   int64_t coded_weights() const { return coded_; }
   int64_t float_values() const { return floats_; }
+  /// Hidden activations that are ANA quantizers (0 for INQ networks).
+  int64_t quantized_activations() const { return static_cast<int64_t>(act_q_.size()); }
   /// One line: network type, layers, bits.
   std::string describe() const;
 
@@ -85,27 +103,38 @@ class ReferenceNet {
     std::string name;
     bool conv = false;
     int64_t cin = 0, cout = 0, k = 1, stride = 1, pad = 0;
-    RowMatrix w;           ///< [cout, cin·k·k]; coded layers: the integers Q
-    int scale_exp = 0;     ///< output shift: n2 for coded layers, 0 for float layers
+    RowMatrix w;           ///< [cout, cin·k·k]; coded layers: the integers Q (or the levels)
+    float scale = 1.0f;    ///< output scale: 2^n2 (pow2 codes), eps_w (level codes), 1 (float)
     int bits = 32;         ///< 32 = float layer
+    bool levels = false;   ///< level codes (ANA)
     Eigen::VectorXf bias;  ///< empty when the layer has no bias
   };
   struct Affine {  ///< BatchNorm in eval mode, folded
     Eigen::VectorXf alpha, beta;
   };
-  enum class Op { kDense, kAffine, kRelu, kMaxPool, kFlatten, kBlock, kGlobalAvgPool };
+  /// An ANA activation quantizer: y = eps · q_j, j = #{i : x >= thresholds_i} (thresholds
+  /// already times eps, in float32); the output is carried as levels with scale eps.
+  struct ActQuant {
+    std::vector<float> levels, thresholds;
+    float eps = 1.0f;
+  };
+  enum class Op { kDense, kAffine, kAct, kMaxPool, kFlatten, kBlock, kGlobalAvgPool };
   struct Step {
     Op op;
-    size_t index = 0;  ///< into dense_, affine_ or blocks_
+    size_t index = 0;  ///< into dense_, affine_, blocks_, or the activation number (kAct)
   };
-  /// relu(main(x) + shortcut(x)); an empty shortcut is the identity.
+  /// act(main(x) + shortcut(x)); an empty shortcut is the identity.
   struct Block {
     std::vector<Step> main, shortcut;
+    size_t act = 0;  ///< activation number after the addition
   };
-  /// Activations of a batch: x [n, c·h·w] (rows NCHW-flattened).
+  /// Activations of a batch: the true values are scale · x, x [n, c·h·w] (rows NCHW-flattened).
   struct Act {
     int64_t c = 0, h = 0, w = 0;
     RowMatrix x;
+    float scale = 1.0f;
+    /// x <- scale · x, scale <- 1.
+    void materialize();
   };
   /// Shape bookkeeping while building.
   struct Shape {
@@ -117,12 +146,17 @@ class ReferenceNet {
                 int64_t pad, bool bias, bool linear = false);
   Step add_linear(const std::string& name, Shape& s, int64_t out, bool bias);
   Step add_bn(const std::string& name, const Shape& s);
+  /// The next hidden activation (forward order): ReLU, or its ANA quantizer from the header.
+  Step add_act();
+  /// Reads header "quantizers" (version 2) into weight_q_ / act_q_.
+  void read_quantizers(const json& q);
   const Record& take(const std::string& name, const std::vector<int64_t>& dims, bool allow_codes);
   std::vector<float> floats(const std::string& name, int64_t n);
   [[noreturn]] void fail(const std::string& what) const;
 
   void run(const std::vector<Step>& steps, Act& a) const;
   void dense(const Dense& d, Act& a) const;
+  void activation(size_t index, Act& a) const;
 
   std::string src_;
   const ExportModel* model_ = nullptr;  ///< only during construction
@@ -136,6 +170,15 @@ class ReferenceNet {
   std::vector<Block> blocks_;
   std::vector<Step> steps_;
   int64_t coded_ = 0, floats_ = 0;
+  /// Level-code weight quantizers by record name: levels and eps (building only).
+  struct WeightQuant {
+    std::vector<double> levels;
+    double eps = 1.0;
+    bool used = false;
+  };
+  std::map<std::string, WeightQuant> weight_q_;
+  std::map<size_t, ActQuant> act_q_;  ///< by activation number
+  size_t acts_ = 0;                   ///< hidden activations built so far
 };
 
 }  // namespace qsched::inner::xport

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "inner/algorithms.h"
+#include "inner/ana/ana.h"
 #include "inner/inq/inq.h"
 #include "inner/io.h"
 #include "inner/run.h"
@@ -66,31 +67,116 @@ double batchnorm_eps(torch::nn::Module& net) {
 
 }  // namespace
 
+namespace {
+
+/// Level-code records of an ANA network (format.h, type 3) and the header's "quantizers".
+/// Every quantized layer must be hardened: its stored weights equal the effective (hard)
+/// weights and each is float(eps · q_j) for a level q_j, up to one float rounding.
+json export_ana(Trainer& t, ana::AnaAlgorithm& alg, std::map<std::string, Record>& coded) {
+  NetworkImpl& net = *t.network();
+  const auto& infos = net.quant_layers();
+  TORCH_CHECK_VALUE(alg.started(),
+                    "export: the ANA run never started quantizing (it is not "
+                    "fully quantized)");
+  json weights = json::array(), acts = json::array();
+  std::vector<bool> quantized_act(net.activations().size(), false);
+  for (const auto& u : alg.units()) {
+    auto& layer = net.layer(u.layer);
+    const std::string name = infos[u.layer].name + ".weight";
+    auto w = layer->effective_weight().detach().to(torch::kCPU, torch::kFloat).contiguous();
+    TORCH_CHECK_VALUE(torch::equal(w, layer->weight.detach().to(torch::kCPU, torch::kFloat)),
+                      "export: ANA layer '", infos[u.layer].name,
+                      "' is not hardened (its stored weights differ from the quantized ones): "
+                      "the run is not fully quantized");
+    const ana::QuantizerState& q = *u.weight;
+    TORCH_CHECK_VALUE(!q.dynamic, "export: ANA layer '", infos[u.layer].name,
+                      "' still has a dynamic scale: the run did not finish");
+    const auto& lv = q.levels.values;
+    const int64_t L = static_cast<int64_t>(lv.size());
+    TORCH_CHECK_VALUE(L >= 2 && L <= 256, "export: ANA layer '", infos[u.layer].name, "' has ", L,
+                      " levels; the format holds 2..256");
+    Record r;
+    r.name = name;
+    r.type = RecordType::kLevels;
+    r.bits = level_code_bits(L);
+    r.n1 = static_cast<int32_t>(L);
+    r.n2 = 0;
+    r.dims = dims_of(w);
+    // Level index of every weight: the hard quantizer's own index (nearest level, midway
+    // thresholds), vectorized: count the thresholds at or below w / eps.
+    auto idx = torch::zeros(w.sizes(), torch::kLong);
+    for (double th : q.levels.thresholds) idx.add_(w.ge(static_cast<float>(th * q.eps)));
+    auto idx_c = idx.contiguous();
+    const int64_t* ip = idx_c.data_ptr<int64_t>();
+    const float* p = w.data_ptr<float>();
+    double max_abs_level = 0;
+    for (double v : lv) max_abs_level = std::max(max_abs_level, std::fabs(v));
+    const double tol = 4e-7 * q.eps * max_abs_level;  // a few float32 roundings
+    r.codes.resize(w.numel());
+    for (int64_t j = 0; j < w.numel(); ++j) {
+      const double expect = lv[ip[j]] * q.eps;
+      TORCH_CHECK_VALUE(std::fabs(p[j] - expect) <= tol,
+                        "export: the run is not fully quantized: "
+                        "layer '",
+                        infos[u.layer].name, "' weight ", j, " = ", p[j],
+                        " is not eps * level (eps = ", q.eps, ", nearest level ", lv[ip[j]], ")");
+      r.codes[j] = static_cast<uint8_t>(ip[j]);
+    }
+    weights.push_back({{"record", name}, {"levels", lv}, {"eps", q.eps}});
+    coded.emplace(name, std::move(r));
+    for (size_t k = 0; k < u.act.size(); ++k) {
+      const ana::QuantizerState& a = *u.act[k];
+      TORCH_CHECK_VALUE(a.active && std::isfinite(a.eps) && a.eps > 0, "export: the activation ",
+                        u.activations[k], " after '", u.name, "' has no valid scale");
+      quantized_act.at(u.activations[k]) = true;
+      acts.push_back({{"index", u.activations[k]},
+                      {"levels", a.levels.values},
+                      {"thresholds", a.levels.thresholds},
+                      {"eps", a.eps}});
+    }
+  }
+  for (size_t i = 0; i < net.activations().size(); ++i) {
+    TORCH_CHECK_VALUE(quantized_act[i] || !net.activations()[i]->has_transform(),
+                      "export: activation ", i, " has a transform that is not an ANA quantizer");
+  }
+  json q = {{"weights", weights}};
+  if (!acts.empty()) q["activations"] = acts;
+  return q;
+}
+
+}  // namespace
+
 ExportModel export_network(Trainer& t, const Normalization& norm, const json& source) {
   const auto* inq_alg = dynamic_cast<const inq::InqAlgorithm*>(&t.algorithm());
-  TORCH_CHECK_VALUE(inq_alg, "export: the run's algorithm is \"", t.algorithm().name(),
-                    "\"; only INQ runs have power-of-two weights to export");
+  auto* ana_alg = dynamic_cast<ana::AnaAlgorithm*>(&t.algorithm());
+  TORCH_CHECK_VALUE(inq_alg || ana_alg, "export: the run's algorithm is \"", t.algorithm().name(),
+                    "\"; only INQ and ANA runs have quantized weights to export");
   NetworkImpl& net = *t.network();
-  for (size_t i = 0; i < net.activations().size(); ++i) {
-    TORCH_CHECK_VALUE(!net.activations()[i]->has_transform(), "export: activation ", i,
-                      " has a transform (ANA activation quantization); exporting ANA networks "
-                      "is not implemented yet");
-  }
   const auto& infos = net.quant_layers();
-  std::vector<const inq::InqAlgorithm::Layer*> inq_of(infos.size(), nullptr);
-  for (const auto& l : inq_alg->layers()) inq_of.at(l.index) = &l;
-
   torch::NoGradGuard no_grad;
   // Codes per quantized layer, keyed by the weight's parameter name.
   std::map<std::string, Record> coded;
+  json quantizers;
+  if (ana_alg) quantizers = export_ana(t, *ana_alg, coded);
+  if (inq_alg) {
+    for (size_t i = 0; i < net.activations().size(); ++i) {
+      TORCH_CHECK_VALUE(!net.activations()[i]->has_transform(), "export: activation ", i,
+                        " of an INQ network has a transform");
+    }
+  }
+  std::vector<const inq::InqAlgorithm::Layer*> inq_of(infos.size(), nullptr);
+  if (inq_alg)
+    for (const auto& l : inq_alg->layers()) inq_of.at(l.index) = &l;
+
   int64_t float_layers = 0;
   for (size_t i = 0; i < infos.size(); ++i) {
     auto& layer = net.layer(static_cast<int64_t>(i));
     const std::string name = infos[i].name + ".weight";
+    if (coded.count(name)) continue;  // ANA layer (checked above)
     auto w = layer->effective_weight().detach().to(torch::kCPU, torch::kFloat).contiguous();
     TORCH_CHECK_VALUE(torch::equal(w, layer->weight.detach().to(torch::kCPU, torch::kFloat)),
                       "export: layer '", infos[i].name,
-                      "' has a weight transform (ANA); exporting ANA networks is not implemented");
+                      "' has a weight transform that the export does not know");
     const auto* l = inq_of[i];
     if (!l) {
       ++float_layers;
@@ -136,8 +222,13 @@ ExportModel export_network(Trainer& t, const Normalization& norm, const json& so
   }
   const auto& in = t.data().test.images;
   json src = source.is_null() ? json::object() : source;
-  src["algorithm"] = "inq";
-  src["inq_bits"] = inq_alg->options().bits;
+  src["algorithm"] = t.algorithm().name();
+  if (inq_alg) src["inq_bits"] = inq_alg->options().bits;
+  if (ana_alg) {
+    src["weight_levels"] = ana_alg->options().weight_levels.name;
+    src["activation_levels"] =
+        ana_alg->options().activations ? ana_alg->options().activation_levels.name : "float";
+  }
   src["float_layers"] = float_layers;
   m.header = {{"format", "qsched-export"},
               {"version", kFormatVersion},
@@ -147,17 +238,19 @@ ExportModel export_network(Trainer& t, const Normalization& norm, const json& so
               {"normalize", {{"mean", norm.mean}, {"std", norm.std}}},
               {"batchnorm_eps", batchnorm_eps(net)},
               {"source", src}};
+  if (ana_alg) m.header["quantizers"] = quantizers;
   return m;
 }
 
-LoadedRun load_finished_inq_run(const std::string& dir) {
+LoadedRun load_finished_quantized_run(const std::string& dir) {
   const std::string summary_path = dir + "/summary.json";
   TORCH_CHECK_VALUE(file_exists(dir + "/config.json"), "run '", dir,
                     "' has no config.json (is --run the directory of a qsched train run?)");
   LoadedRun r;
   r.cfg = load_run_config(dir);
-  TORCH_CHECK_VALUE(r.cfg.algorithm == "inq", "run '", dir, "' is not an INQ run (algorithm \"",
-                    r.cfg.algorithm, "\"); only INQ runs have power-of-two weights to export");
+  TORCH_CHECK_VALUE(r.cfg.algorithm == "inq" || r.cfg.algorithm == "ana", "run '", dir,
+                    "' is not an INQ or ANA run (algorithm \"", r.cfg.algorithm,
+                    "\"); only INQ and ANA runs have quantized weights to export");
   TORCH_CHECK_VALUE(file_exists(summary_path), "run '", dir,
                     "' has no summary.json: it is not finished (continue it with qsched train "
                     "--resume --out ",
@@ -215,7 +308,7 @@ void write_inspection_json(const std::string& path, const ExportModel& m) {
 }
 
 Agreement compare_with_torch(NetworkImpl& net, const ReferenceNet& ref, const data::Dataset& raw,
-                             const data::Dataset& normalized, int64_t batch_size) {
+                             const data::Dataset& normalized, int64_t batch_size, double rel_tol) {
   TORCH_CHECK_VALUE(raw.size() == normalized.size(), "compare_with_torch: datasets differ in size");
   Agreement a;
   a.n = raw.size();
@@ -229,6 +322,7 @@ Agreement compare_with_torch(NetworkImpl& net, const ReferenceNet& ref, const da
   TORCH_CHECK_VALUE(raw_images.numel() == a.n * d, "compare_with_torch: the images are ",
                     raw_images.sizes(), ", the export expects ", d, " values per image");
   int64_t torch_correct = 0, ref_correct = 0;
+  std::vector<double> sample_diff(a.n, 0.0);
   for (int64_t start = 0; start < a.n; start += batch_size) {
     const int64_t m = std::min(batch_size, a.n - start);
     auto logits = net.forward(normalized.images.slice(0, start, start + m))
@@ -248,10 +342,12 @@ Agreement compare_with_torch(NetworkImpl& net, const ReferenceNet& ref, const da
         const double tl = lp[i * r.cols() + j];
         a.max_abs_logit = std::max(a.max_abs_logit, std::fabs(tl));
         a.max_abs_logit_diff = std::max(a.max_abs_logit_diff, std::fabs(tl - r(i, j)));
+        sample_diff[start + i] = std::max(sample_diff[start + i], std::fabs(tl - r(i, j)));
       }
     }
   }
   net.train(was_training);
+  for (double d : sample_diff) a.samples_outside_tol += d > rel_tol * (1.0 + a.max_abs_logit);
   a.torch_acc = a.n ? static_cast<double>(torch_correct) / a.n : 0.0;
   a.reference_acc = a.n ? static_cast<double>(ref_correct) / a.n : 0.0;
   return a;

@@ -5,8 +5,10 @@
 
 #include <cmath>
 #include <random>
+#include <set>
 
 #include "inner/algorithms.h"
+#include "inner/ana/ana.h"
 #include "inner/export/format.h"
 #include "inner/export/reference.h"
 #include "inner/export/writer.h"
@@ -237,7 +239,7 @@ TEST(ExportWriter, RefusesFloatRunsAndUnfinishedInq) {
   json f = test::synthetic_config(1);
   auto ft = train(f);
   Normalization id{{0.0f}, {1.0f}};
-  EXPECT_VALUE_ERROR(export_network(*ft.trainer, id), "only INQ runs");
+  EXPECT_VALUE_ERROR(export_network(*ft.trainer, id), "only INQ and ANA runs");
   // After 1 of 2 epochs only half of each INQ layer is on the grid.
   auto half = train(inq_config({{"type", "mlp"}, {"hidden", {16}}}, 3), 1);
   EXPECT_VALUE_ERROR(export_network(*half.trainer, half.data.norm), "not fully quantized");
@@ -350,8 +352,8 @@ TEST(ExportFormat, CorruptFilesAreOneLineErrorsNamingTheFile) {
   expect_file_error(write("trailing", good + "xyz"), "trailing bytes");
 
   b = good;
-  b[8] = 2;  // version 2
-  expect_file_error(write("version", b), "format version 2, this qsched reads version 1");
+  b[8] = 9;  // version 9
+  expect_file_error(write("version", b), "format version 9, this qsched reads versions 1..2");
 
   b = good;
   b[b.size() - 1] ^= 0x10;  // a payload bit flip
@@ -426,5 +428,228 @@ TEST(ExportFormat, CorruptFilesAreOneLineErrorsNamingTheFile) {
     put32(20, 0);
     put32(24, crc_of(bytes, kPreambleBytes));
     expect_file_error(write("json", bytes), "the header is not valid JSON");
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Version 1 files (INQ, written before ANA export) stay readable
+
+TEST(ExportFormat, VersionOneInqFilesStillReadAndPredictTheSame) {
+  auto t = train(inq_config({{"type", "mlp"}, {"hidden", {16}}}, 2));
+  ExportModel m = export_network(*t.trainer, t.data.norm);
+  EXPECT_EQ(m.version, kFormatVersion);
+  EXPECT_FALSE(m.header.contains("quantizers"));
+  ExportModel v1 = m;
+  v1.version = 1;
+  v1.header["version"] = 1;
+  const std::string bytes = serialize(v1);
+  EXPECT_EQ(bytes[8], 1);
+  ExportModel r = parse(bytes, "v1");
+  EXPECT_EQ(r.version, 1u);
+  auto a = compare_with_torch(*t.trainer->network(), ReferenceNet(r, "v1"), t.data.raw.test,
+                              t.data.normalized.test);
+  EXPECT_EQ(a.same_predictions, a.n);
+  // Preamble and header versions must agree.
+  ExportModel mixed = m;
+  mixed.header["version"] = 1;
+  EXPECT_NE(export_error([&] {
+              parse(serialize(mixed), "mixed");
+            }).find("header version 1 disagrees with the preamble version 2"),
+            std::string::npos);
+}
+
+// ---------------------------------------------------------------------------------------------
+// ANA networks: level codes, scales and activation quantizers
+
+namespace {
+
+/// A tiny ANA run: weights and activations quantized, annealed to 0 over `epochs`.
+json ana_export_config(const json& network, const std::string& levels, int64_t c = 1,
+                       int64_t hw = 8, const json& exclude = json::array()) {
+  json j = test::synthetic_config(4);
+  j["algorithm"] = "ana";
+  j["ana"] = {{"weights", {{"levels", levels}}},
+              {"activations", {{"enabled", true}, {"levels", levels}}},
+              {"backward", {{"floor", levels == "binary" ? 1.0 : 0.5}}},
+              {"schedule", {{"family", "ana_window"}, {"sigma0", 0.5}, {"layout", "overlapped"}}},
+              {"exclude", exclude}};
+  j["data"]["synthetic"]["noise"] = 0.3;
+  j["network"] = network;
+  j["data"]["synthetic"]["channels"] = c;
+  j["data"]["synthetic"]["height"] = hw;
+  j["data"]["synthetic"]["width"] = hw;
+  return j;
+}
+
+/// Exports a trained ANA run through the bytes and checks the reference against LibTorch.
+void expect_ana_reference_matches_torch(const json& j, int expect_bits) {
+  auto t = train(j);
+  ASSERT_EQ(t.summary["quantized"], true) << t.summary.dump();
+  ExportModel m = parse(serialize(export_network(*t.trainer, t.data.norm)), "mem");
+  ASSERT_TRUE(m.header.contains("quantizers"));
+  auto& alg = dynamic_cast<ana::AnaAlgorithm&>(t.trainer->algorithm());
+  // One level-code record per unit, decoding to the network's weights.
+  const json& wq = m.header["quantizers"]["weights"];
+  ASSERT_EQ(wq.size(), alg.units().size());
+  for (size_t k = 0; k < alg.units().size(); ++k) {
+    const auto& u = alg.units()[k];
+    const Record* r = m.find(u.name + ".weight");
+    ASSERT_TRUE(r && r->type == RecordType::kLevels) << u.name;
+    EXPECT_EQ(r->bits, expect_bits);
+    EXPECT_EQ(r->n1, static_cast<int32_t>(u.weight->levels.values.size()));
+    EXPECT_EQ(wq[k]["record"], u.name + ".weight");
+    const double eps = wq[k]["eps"].get<double>();
+    EXPECT_EQ(eps, u.weight->eps);
+    auto w = t.trainer->network()->layer(u.layer)->weight.detach().contiguous();
+    std::set<int> seen;
+    for (int64_t i = 0; i < w.numel(); ++i) {
+      const double q = u.weight->levels.values[r->codes[i]];
+      ASSERT_EQ(static_cast<float>(q * eps), w.data_ptr<float>()[i]) << u.name << " " << i;
+      seen.insert(r->codes[i]);
+    }
+    EXPECT_EQ(seen.size(), u.weight->levels.values.size()) << u.name;  // every level used
+  }
+  // Every quantized activation is listed with its scale.
+  size_t n_act = 0;
+  for (const auto& u : alg.units()) n_act += u.act.size();
+  EXPECT_GT(n_act, 0u);
+  EXPECT_EQ(m.header["quantizers"]["activations"].size(), n_act);
+
+  ReferenceNet ref(m, "mem");
+  EXPECT_NE(ref.describe().find("activations quantized"), std::string::npos) << ref.describe();
+  auto a = compare_with_torch(*t.trainer->network(), ref, t.data.raw.test, t.data.normalized.test);
+  EXPECT_EQ(a.n, 256);
+  EXPECT_EQ(a.same_predictions, a.n) << j["network"].dump();
+  EXPECT_LE(a.max_abs_logit_diff, 1e-4 * (1.0 + a.max_abs_logit)) << j["network"].dump();
+  EXPECT_GT(a.torch_acc, 0.4);  // chance is 0.25
+  EXPECT_EQ(a.reference_acc, a.torch_acc);
+  EXPECT_NEAR(a.torch_acc, t.summary["test_acc"].get<double>(), 1e-12);
+  // Without the activation quantizers (every activation a ReLU) the reference computes another
+  // network: the quantizers are really applied.
+  ExportModel relu = m;
+  relu.header["quantizers"].erase("activations");
+  auto b = compare_with_torch(*t.trainer->network(), ReferenceNet(relu, "relu"), t.data.raw.test,
+                              t.data.normalized.test);
+  EXPECT_GT(b.max_abs_logit_diff, 1e-2);
+}
+
+}  // namespace
+
+TEST(ExportAna, MlpTernaryRoundTripIsTwoBitsAndMatchesTorch) {
+  json j = ana_export_config({{"type", "mlp"}, {"hidden", {32, 16}}}, "ternary");
+  expect_ana_reference_matches_torch(j, 2);
+  // File size: 2 bits per weight.
+  auto t = train(j);
+  ExportModel m = export_network(*t.trainer, t.data.norm);
+  uint64_t level_bytes = 0;
+  for (const auto& r : m.records)
+    if (r.type == RecordType::kLevels) level_bytes += r.data_bytes();
+  EXPECT_EQ(level_bytes, (64u * 32 + 3) / 4 + (32u * 16 + 3) / 4 + (16u * 4 + 3) / 4);
+  // Same config and seed: the same bytes.
+  auto t2 = train(j);
+  EXPECT_EQ(serialize(export_network(*t2.trainer, t2.data.norm)), serialize(m));
+  // The inspection JSON lists level indices.
+  json js = to_inspection_json(parse(serialize(m), "mem"));
+  EXPECT_EQ(js["records"][0]["type"], "levels");
+  EXPECT_EQ(js["records"][0]["n_levels"], 3);
+}
+
+TEST(ExportAna, LenetBinaryIsOneBitAndMatchesTorch) {
+  // Binary everywhere but the float first conv (a fully binary tiny LeNet does not learn this
+  // 4-epoch synthetic task): level-coded and float layers, ReLU and binary activations mixed.
+  json j = ana_export_config({{"type", "lenet"}, {"channels", {4, 8}}, {"fc", {16}}}, "binary", 1,
+                             16, {"first"});
+  j["ana"]["schedule"]["sigma0"] = 1.0;
+  expect_ana_reference_matches_torch(j, 1);
+}
+
+TEST(ExportAna, MlpWithFloatLastLayerMatchesTorch) {
+  json j = ana_export_config({{"type", "mlp"}, {"hidden", {32}}}, "ternary", 1, 8, {"last"});
+  auto t = train(j);
+  ExportModel m = parse(serialize(export_network(*t.trainer, t.data.norm)), "mem");
+  const Record* out = m.find("out.weight");
+  ASSERT_TRUE(out);
+  EXPECT_EQ(out->type, RecordType::kFloat32);
+  auto a = compare_with_torch(*t.trainer->network(), ReferenceNet(m, "mem"), t.data.raw.test,
+                              t.data.normalized.test);
+  EXPECT_EQ(a.same_predictions, a.n);
+  EXPECT_LE(a.max_abs_logit_diff, 1e-4 * (1.0 + a.max_abs_logit));
+}
+
+TEST(ExportAna, UnfinishedRunsAreRefused) {
+  // After 2 of 4 epochs the weights are not hardened (and the scale is still dynamic).
+  auto half = train(ana_export_config({{"type", "mlp"}, {"hidden", {16}}}, "ternary"), 2);
+  EXPECT_VALUE_ERROR(export_network(*half.trainer, half.data.norm), "not fully quantized");
+}
+
+TEST(ExportAna, CorruptAnaFilesAreOneLineErrorsNamingTheFile) {
+  auto t = train(ana_export_config({{"type", "mlp"}, {"hidden", {8}}}, "ternary"));
+  const ExportModel m = export_network(*t.trainer, t.data.norm);
+  test::TempDir dir;
+  auto write = [&](const std::string& name, const ExportModel& x) {
+    test::write_file(dir.file(name), serialize(x));
+    return dir.file(name);
+  };
+  EXPECT_EQ(export_error([&] { ReferenceNet(read_export_file(write("good", m)), "good"); }), "");
+  ASSERT_EQ(m.records[0].name, "fc1.weight");
+  ASSERT_EQ(m.records[0].type, RecordType::kLevels);
+  {
+    ExportModel x = m;
+    x.records[0].codes[5] = 3;  // ternary has levels 0..2
+    expect_file_error(write("code", x), "element 5 has invalid code 3");
+  }
+  {
+    ExportModel x = m;
+    x.records[0].n1 = 5;  // 5 levels do not fit 2 bits
+    expect_file_error(write("count", x), "inconsistent level count: n1 = 5");
+  }
+  {
+    ExportModel x = m;  // level codes in a version-1 file
+    x.version = 1;
+    x.header["version"] = 1;
+    expect_file_error(write("v1", x), "level codes (type 3) need format version >= 2");
+  }
+  {
+    ExportModel x = m;
+    x.header["quantizers"]["weights"].erase(0);
+    expect_file_error(write("noentry", x),
+                      "record 'fc1.weight' holds level codes but header quantizers.weights has "
+                      "no entry");
+  }
+  {
+    ExportModel x = m;
+    x.header["quantizers"]["weights"][0]["levels"] = {-1, 0, 1, 2};
+    expect_file_error(write("nlev", x), "record 'fc1.weight' has 3 levels");
+  }
+  {
+    ExportModel x = m;
+    x.header["quantizers"]["weights"][0]["levels"] = {-1, 1, 0};
+    expect_file_error(write("order", x), "levels must be strictly increasing");
+  }
+  {
+    ExportModel x = m;
+    x.header["quantizers"]["weights"][0]["eps"] = -0.5;
+    expect_file_error(write("eps", x), "weights[0].eps = -0.5, must be > 0");
+  }
+  {
+    ExportModel x = m;
+    x.header["quantizers"]["weights"].push_back(
+        {{"record", "fc9.weight"}, {"levels", {-1, 1}}, {"eps", 1.0}});
+    expect_file_error(write("extra", x), "names 'fc9.weight', which is not a level-coded layer");
+  }
+  {
+    ExportModel x = m;
+    x.header["quantizers"]["activations"][0]["index"] = 4;
+    expect_file_error(write("act", x), "activations index 4, but the network has 1 hidden");
+  }
+  {
+    ExportModel x = m;
+    x.header["quantizers"]["activations"][0]["thresholds"] = {0.0};
+    expect_file_error(write("th", x), "thresholds needs one value fewer than levels");
+  }
+  {
+    ExportModel x = m;
+    x.header["quantizers"]["bias"] = json::array();
+    expect_file_error(write("key", x), "quantizers.bias is not one of: activations, weights");
   }
 }
