@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <climits>
 #include <cmath>
 #include <cstring>
@@ -352,13 +353,20 @@ TEST(DistributedWorker, DISABLED_Run) {
     std::fflush(stdout);
     return;
   }
-  ASSERT_EQ(std::string(scenario), "die");
-  // The last rank is killed (SIGKILL, no clean-up) during the 3rd step; the others keep
-  // calling collectives and must fail with a clear error instead of hanging.
+  // "die": the last rank is killed (SIGKILL, no clean-up) during the 3rd step; "hang": it
+  // stops answering for 4 timeouts. The others keep calling collectives and must fail with a
+  // clear error instead of waiting forever.
+  const std::string sc = scenario;
+  ASSERT_TRUE(sc == "die" || sc == "hang") << sc;
   const bool victim = c->rank() == c->world_size() - 1;
   try {
     for (int s = 0; s < 1000; ++s) {
-      if (victim && s == 2) raise(SIGKILL);
+      if (victim && s == 2 && sc == "die") raise(SIGKILL);
+      if (victim && s == 2 && sc == "hang") {
+        double t = std::stod(std::getenv("QSCHED_DIST_TIMEOUT"));
+        std::this_thread::sleep_for(std::chrono::duration<double>(4 * t));
+        std::_Exit(0);
+      }
       c->allgather(contribution(c->rank(), s));
     }
   } catch (const c10::Error& e) {
@@ -399,6 +407,20 @@ TEST(GlooProcesses, KilledRankMakesTheOthersFailClearly) {
     EXPECT_EQ(worker_code(dir, r), 3) << out;
     EXPECT_NE(out.find("collective error: distributed allgather failed on rank " +
                        std::to_string(r) + " of 3"),
+              std::string::npos)
+        << out;
+  }
+}
+
+TEST(GlooProcesses, HungRankMakesTheOthersFailAfterTheTimeout) {
+  test::TempDir dir;
+  run_worker_processes(dir, 3, "hang", 2);
+  EXPECT_EQ(worker_code(dir, 2), 0) << worker_output(dir, 2);
+  for (int r = 0; r < 2; ++r) {
+    std::string out = worker_output(dir, r);
+    EXPECT_EQ(worker_code(dir, r), 3) << out;
+    EXPECT_NE(out.find("collective error: distributed allgather failed on rank " +
+                       std::to_string(r) + " of 3: a peer exited or did not answer within 2 s"),
               std::string::npos)
         << out;
   }
