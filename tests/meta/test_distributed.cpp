@@ -323,6 +323,18 @@ TEST(GlooRendezvous, DifferentWorldSizesAreRejected) {
   EXPECT_NE(out[0].find("ValueError: "), std::string::npos) << out[0];
 }
 
+TEST(GlooRendezvous, RankUsedTwiceIsRejected) {
+  const int port = free_loopback_port();
+  auto out = on_threads(3, [&](int r) -> std::string {
+    make_collective(loopback(port, r == 2 ? 1 : r, 2, 3.0));
+    return "joined";
+  });
+  int rejected = 0;
+  for (const auto& o : out)
+    rejected += o.find("ValueError: RANK=1 is used by more than one process") != std::string::npos;
+  EXPECT_EQ(rejected, 1) << out[0] << "\n" << out[1] << "\n" << out[2];
+}
+
 TEST(GlooRendezvous, BadBroadcastRootIsRejected) {
   const int port = free_loopback_port();
   auto out = on_threads(2, [&](int r) -> std::string {
