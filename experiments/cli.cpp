@@ -31,6 +31,7 @@ const std::vector<Command>& commands() {
       {"export", "a finished INQ run as a compact power-of-two file (+ JSON, --verify)",
        cmd_export},
       {"infer", "test accuracy of an exported file with the torch-free reference", cmd_infer},
+      {"meta-train", "meta-train a schedule controller (ES) on a task family", cmd_meta_train},
       {"launch", "N local workers of a command for distributed runs (RANK, WORLD_SIZE...)",
        cmd_launch},
   };

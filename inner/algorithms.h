@@ -8,11 +8,15 @@
 
 #include "inner/config.h"
 #include "inner/trainer.h"
+#include "schedules/schedule.h"
 
 namespace qsched::inner {
 
 /// Creates the algorithm `cfg.algorithm` names; its section is validated when the trainer
-/// attaches it (before training).
-std::unique_ptr<Algorithm> make_algorithm(const RunConfig& cfg);
+/// attaches it (before training). `schedule`, when given, replaces the schedule of the
+/// algorithm's section (e.g. a schedule object built in code); it must give the algorithm's
+/// quantity (INQ fractions, ANA noise levels), else c10::ValueError. Float training takes none.
+std::unique_ptr<Algorithm> make_algorithm(const RunConfig& cfg,
+                                          std::unique_ptr<sched::Schedule> schedule = nullptr);
 
 }  // namespace qsched::inner

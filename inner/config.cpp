@@ -192,7 +192,7 @@ double lr_at_epoch(const TrainConfig& cfg, int64_t epoch) {
   return s.min_lr + 0.5 * (base - s.min_lr) * (1.0 + std::cos(M_PI * progress));
 }
 
-data::Splits load_data(const RunConfig& cfg, torch::Device device) {
+data::Splits load_raw_data(const RunConfig& cfg) {
   const DataConfig& d = cfg.data;
   data::Splits s;
   if (d.format == "idx") {
@@ -212,6 +212,15 @@ data::Splits load_data(const RunConfig& cfg, torch::Device device) {
     s.train.name = "synthetic/train";
     s.test.name = "synthetic/test";
   }
+  return s;
+}
+
+data::Splits load_data(const RunConfig& cfg, torch::Device device) {
+  return prepare_data(cfg, load_raw_data(cfg), device);
+}
+
+data::Splits prepare_data(const RunConfig& cfg, data::Splits s, torch::Device device) {
+  const DataConfig& d = cfg.data;
   TORCH_CHECK_VALUE(d.val_size < s.train.size(), "config: data.val_size = ", d.val_size,
                     ". Violated constraint: val_size < training samples (", s.train.size(), ")");
   auto tv = data::split_train_val(s.train, d.val_size, data::derive_seed(cfg.seed, 0x5a1));

@@ -99,5 +99,11 @@ double lr_at_epoch(const TrainConfig& cfg, int64_t epoch);
 /// Loads the data the config names: {train (minus val, subset applied), val, test}, normalized
 /// with training statistics, moved to `device`.
 data::Splits load_data(const RunConfig& cfg, torch::Device device);
+/// The two halves of load_data, so that callers running many configs on the same files (meta-
+/// training) read the files once: load_raw_data reads/generates {train (all), test} (it depends
+/// only on cfg.data, and on cfg.seed for synthetic data); prepare_data splits, subsets and
+/// normalizes a copy of them for `cfg` (the raw tensors are not modified).
+data::Splits load_raw_data(const RunConfig& cfg);
+data::Splits prepare_data(const RunConfig& cfg, data::Splits raw, torch::Device device);
 
 }  // namespace qsched::inner

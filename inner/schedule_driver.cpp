@@ -17,7 +17,8 @@ ScheduleDriver::ScheduleDriver(std::unique_ptr<sched::Schedule> s, int64_t start
   if (schedule_->is_static()) sched::materialize(*schedule_, epochs_, layers_, what_);
 }
 
-std::vector<double> ScheduleDriver::at(int64_t epoch, double train_loss, double val_loss) {
+std::vector<double> ScheduleDriver::at(int64_t epoch, double train_loss, double val_loss,
+                                       json observations) {
   int64_t t = epoch - start_;
   TORCH_CHECK(t >= 0 && t < epochs_, "ScheduleDriver::at: epoch ", epoch, " outside [", start_,
               ", ", start_ + epochs_, ")");
@@ -32,6 +33,7 @@ std::vector<double> ScheduleDriver::at(int64_t epoch, double train_loss, double 
   ctx.previous = record_.empty() ? std::vector<double>{} : record_.back();
   ctx.train_loss = train_loss;
   ctx.val_loss = val_loss;
+  ctx.observations = std::move(observations);
   auto v = schedule_->values(ctx);
   TORCH_CHECK_VALUE(static_cast<int64_t>(v.size()) == layers_, what_, ": gave ", v.size(),
                     " values for ", layers_, " layers");

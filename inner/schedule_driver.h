@@ -17,6 +17,8 @@
 
 namespace qsched::inner {
 
+using json = nlohmann::json;
+
 class ScheduleDriver {
  public:
   /// `start`: first quantization epoch of the run; `epochs`: T; `layers`: L. Static schedules
@@ -25,8 +27,10 @@ class ScheduleDriver {
                  std::vector<double> rel_depth, std::string what);
 
   /// Values for run epoch `epoch` (>= start); records them. Asking again for an already
-  /// recorded epoch (after a resume) returns the recorded values.
-  std::vector<double> at(int64_t epoch, double train_loss, double val_loss);
+  /// recorded epoch (after a resume) returns the recorded values. `observations` goes to
+  /// ScheduleContext::observations (inner/observations.h; empty for static schedules).
+  std::vector<double> at(int64_t epoch, double train_loss, double val_loss,
+                         json observations = json::object());
   /// Values recorded for run epoch `epoch`, if any.
   bool recorded(int64_t epoch) const {
     return epoch - start_ < static_cast<int64_t>(record_.size());

@@ -7,6 +7,7 @@
 
 #include "datasets/dataset.h"
 #include "inner/io.h"
+#include "inner/observations.h"
 #include "schedules/factory.h"
 
 namespace qsched::inner::ana {
@@ -228,7 +229,8 @@ double QuantizerState::grid_distance(const torch::Tensor& x) const {
 // ---------------------------------------------------------------------------------------------
 // Algorithm
 
-AnaAlgorithm::AnaAlgorithm(const RunConfig& cfg) {
+AnaAlgorithm::AnaAlgorithm(const RunConfig& cfg, std::unique_ptr<sched::Schedule> schedule)
+    : schedule_(std::move(schedule)) {
   auto it = cfg.algorithm_sections.find("ana");
   opt_ = AnaOptions::from_json(it == cfg.algorithm_sections.end() ? json::object() : *it);
 }
@@ -346,7 +348,9 @@ void AnaAlgorithm::attach(Trainer& t) {
                     "config: ana.pretrain_epochs = ", opt_.pretrain_epochs,
                     ". Violated constraint: pretrain_epochs < train.epochs (", epochs, ")");
   driver_ = std::make_unique<ScheduleDriver>(
-      sched::make_schedule(opt_.schedule, sched::Quantity::kNoise, "config: ana.schedule"),
+      schedule_
+          ? std::move(schedule_)
+          : sched::make_schedule(opt_.schedule, sched::Quantity::kNoise, "config: ana.schedule"),
       opt_.pretrain_epochs, epochs - opt_.pretrain_epochs, static_cast<int64_t>(n), depth,
       "config: ana.schedule");
 
@@ -417,7 +421,18 @@ void AnaAlgorithm::on_epoch_start(Trainer& t, int64_t epoch) {
   const auto& h = t.history();
   double train_loss = h.empty() ? 0.0 : h.back()["train_loss"].get<double>();
   double val_loss = h.empty() ? 0.0 : h.back()["val_loss"].get<double>();
-  set_sigma(driver_->at(epoch, train_loss, val_loss));
+  json obs = json::object();
+  if (!driver_->schedule().is_static() && !driver_->recorded(epoch)) {
+    obs["layers"] = json::array();
+    for (const auto& u : units_) {  // observations for learned schedules (inner/observations.h)
+      auto& w = t.network()->layer(u.layer)->weight;
+      double eps = u.weight->dynamic ? u.weight->scale.compute(w, u.weight->levels) : u.weight->eps;
+      Levels lv = u.weight->levels.scaled(eps);
+      obs["layers"].push_back(observe_layer(t.network()->quant_layers()[u.layer], w,
+                                            hard_quantize(w, lv), lv.values, w.grad()));
+    }
+  }
+  set_sigma(driver_->at(epoch, train_loss, val_loss, std::move(obs)));
 }
 
 double AnaAlgorithm::max_grid_distance(Trainer& t) {

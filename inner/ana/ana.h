@@ -299,7 +299,8 @@ class AnaAlgorithm : public Algorithm {
  public:
   explicit AnaAlgorithm(AnaOptions opt) : opt_(std::move(opt)) {}
   /// Parses cfg.algorithm_sections["ana"] (bad input fails here, before data is loaded).
-  explicit AnaAlgorithm(const RunConfig& cfg);
+  /// `schedule` (optional) replaces the section's schedule (see make_algorithm).
+  explicit AnaAlgorithm(const RunConfig& cfg, std::unique_ptr<sched::Schedule> schedule = nullptr);
 
   std::string name() const override { return "ana"; }
   void attach(Trainer& t) override;
@@ -336,6 +337,7 @@ class AnaAlgorithm : public Algorithm {
   std::vector<std::shared_ptr<QuantizerState>> all_states() const;
 
   AnaOptions opt_;
+  std::unique_ptr<sched::Schedule> schedule_;  ///< replaces opt_.schedule when set
   std::vector<Unit> units_;
   std::vector<std::string> float_layers_;
   std::unique_ptr<ScheduleDriver> driver_;

@@ -1,10 +1,12 @@
 #include "inner/inq/inq.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "datasets/dataset.h"
 #include "inner/io.h"
 #include "inner/json_reader.h"
+#include "inner/observations.h"
 #include "schedules/factory.h"
 
 namespace qsched::inner::inq {
@@ -184,7 +186,9 @@ void InqAlgorithm::attach(Trainer& t) {
                     "config: inq.pretrain_epochs = ", opt_.pretrain_epochs,
                     ". Violated constraint: pretrain_epochs < train.epochs (", epochs, ")");
   driver_ = std::make_unique<ScheduleDriver>(
-      sched::make_schedule(opt_.schedule, sched::Quantity::kFraction, "config: inq.schedule"),
+      schedule_
+          ? std::move(schedule_)
+          : sched::make_schedule(opt_.schedule, sched::Quantity::kFraction, "config: inq.schedule"),
       opt_.pretrain_epochs, epochs - opt_.pretrain_epochs, static_cast<int64_t>(layers_.size()),
       depth, "config: inq.schedule");
   if (!opt_.init_checkpoint.empty())
@@ -261,7 +265,22 @@ void InqAlgorithm::on_epoch_start(Trainer& t, int64_t epoch) {
   const auto& h = t.history();
   double train_loss = h.empty() ? 0.0 : h.back()["train_loss"].get<double>();
   double val_loss = h.empty() ? 0.0 : h.back()["val_loss"].get<double>();
-  auto f = driver_->at(epoch, train_loss, val_loss);
+  json obs = json::object();
+  if (!driver_->schedule().is_static() && !driver_->recorded(epoch)) {
+    obs["layers"] = json::array();
+    for (const auto& l : layers_) {
+      auto& layer = t.network()->layer(l.index);
+      std::vector<double> levels;
+      for (double m : l.codebook.magnitudes())
+        if (m > 0) levels.push_back(-m);
+      std::reverse(levels.begin(), levels.end());
+      for (double m : l.codebook.magnitudes()) levels.push_back(m);
+      obs["layers"].push_back(observe_layer(t.network()->quant_layers()[l.index], layer->weight,
+                                            project(layer->weight, l.codebook), levels,
+                                            layer->weight.grad()));
+    }
+  }
+  auto f = driver_->at(epoch, train_loss, val_loss, std::move(obs));
   bool increased = last_fraction_.empty();
   for (size_t j = 0; j < layers_.size(); ++j) {
     if (!last_fraction_.empty() && f[j] > last_fraction_[j]) increased = true;

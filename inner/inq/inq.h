@@ -92,7 +92,9 @@ struct InqOptions {
 /// INQ as a trainer Algorithm.
 class InqAlgorithm : public Algorithm {
  public:
-  explicit InqAlgorithm(InqOptions opt) : opt_(std::move(opt)) {}
+  /// `schedule` (optional) replaces opt.schedule (see make_algorithm).
+  explicit InqAlgorithm(InqOptions opt, std::unique_ptr<sched::Schedule> schedule = nullptr)
+      : opt_(std::move(opt)), schedule_(std::move(schedule)) {}
   std::string name() const override { return "inq"; }
   void attach(Trainer& t) override;
   void on_epoch_start(Trainer& t, int64_t epoch) override;
@@ -121,6 +123,7 @@ class InqAlgorithm : public Algorithm {
   void freeze_to(Trainer& t, Layer& l, double fraction, int64_t epoch);
 
   InqOptions opt_;
+  std::unique_ptr<sched::Schedule> schedule_;  ///< replaces opt_.schedule when set
   std::vector<Layer> layers_;
   std::unique_ptr<ScheduleDriver> driver_;
   std::vector<double> last_fraction_;

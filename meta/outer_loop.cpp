@@ -1,0 +1,307 @@
+#include "meta/outer_loop.h"
+
+#include <chrono>
+#include <cmath>
+#include <sstream>
+
+#include "inner/io.h"
+#include "inner/runtime.h"
+#include "meta/controller_io.h"
+#include "schedules/factory.h"
+
+namespace qsched::meta {
+
+namespace {
+constexpr int64_t kMetaStateVersion = 1;
+
+/// Mean of the finite values (NaN when there is none).
+double finite_mean(const std::vector<double>& v) {
+  double s = 0;
+  int64_t n = 0;
+  for (double x : v)
+    if (std::isfinite(x)) s += x, ++n;
+  return n ? s / static_cast<double>(n) : NAN;
+}
+
+json num(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
+
+/// The config fields that define the trajectory (steps and threads do not change it).
+json trajectory_config(const MetaConfig& c) {
+  json j = c.to_json();
+  j.erase("steps");
+  j.erase("threads");
+  return j;
+}
+}  // namespace
+
+MetaTrainer::MetaTrainer(MetaConfig cfg, std::string out_dir, Collective& coll)
+    : cfg_(std::move(cfg)), out_(std::move(out_dir)), coll_(coll) {
+  controller_ = Controller(cfg_.controller);
+  theta_ = controller_->flat_parameters();
+  adam_ = std::make_unique<FlatAdam>(cfg_.optimizer, theta_.numel());
+}
+
+void MetaTrainer::start(bool resume) {
+  if (resume) {
+    load_checkpoint();
+    return;
+  }
+  TORCH_CHECK_VALUE(!file_exists(out_ + "/meta_state.pt"), "output directory '", out_,
+                    "' already holds a meta-training run; use --resume or another --out");
+  if (coll_.rank() == 0) {
+    make_dirs(out_);
+    atomic_write(out_ + "/meta_config.json", cfg_.to_json().dump(2) + "\n");
+  }
+}
+
+std::vector<InnerResult> MetaTrainer::evaluate(const std::vector<Task>& tasks,
+                                               const std::vector<torch::Tensor>& thetas,
+                                               bool* interrupted) {
+  TORCH_INTERNAL_ASSERT(tasks.size() == thetas.size());
+  // Members: base runs of uncached tasks (first appearance order), then the controllers.
+  std::vector<Task> base_tasks;
+  std::map<std::string, data::Splits> splits;
+  for (const auto& t : tasks) {
+    if (!splits.count(t.key())) splits[t.key()] = data_.get(task_run_config(cfg_, t));
+    if (!base_.count(t.key())) {
+      bool seen = false;
+      for (const auto& b : base_tasks) seen = seen || b.key() == t.key();
+      if (!seen) base_tasks.push_back(t);
+    }
+  }
+  const int64_t nb = static_cast<int64_t>(base_tasks.size());
+  const int64_t count = nb + static_cast<int64_t>(tasks.size());
+  // Controller modules are built here, on the coordinating thread (their construction must not
+  // overlap with trainers being constructed in worker threads).
+  std::vector<Controller> ctrls;
+  for (const auto& th : thetas) {
+    Controller c(cfg_.controller);
+    c->set_flat_parameters(th);
+    ctrls.push_back(c);
+  }
+  const json base_spec = cfg_.base_schedule();
+  auto rows = evaluate_members(count, 4, cfg_.threads, coll_, [&](int64_t m) {
+    const Task& t = m < nb ? base_tasks[m] : tasks[m - nb];
+    inner::RunConfig rc = task_run_config(cfg_, t);
+    std::unique_ptr<sched::Schedule> s;
+    if (m >= nb)
+      s = std::make_unique<ControllerSchedule>(
+          ctrls[m - nb], sched::make_schedule(base_spec, cfg_.quantity(), "base schedule"));
+    InnerResult r = run_inner(rc, splits.at(t.key()), std::move(s));
+    return std::vector<double>{r.val_loss, r.val_acc, r.diverged ? 1.0 : 0.0,
+                               r.interrupted ? 1.0 : 0.0};
+  });
+  *interrupted = false;
+  for (const auto& r : rows) *interrupted = *interrupted || r[3] != 0.0;
+  std::vector<InnerResult> out;
+  if (*interrupted) return out;
+  for (int64_t m = 0; m < count; ++m) {
+    InnerResult r;
+    r.val_loss = rows[m][0];
+    r.val_acc = rows[m][1];
+    r.diverged = rows[m][2] != 0.0;
+    if (m < nb) {
+      base_[base_tasks[m].key()] = {r.diverged ? NAN : r.val_loss, r.val_acc};
+    } else {
+      out.push_back(r);
+    }
+  }
+  return out;
+}
+
+json MetaTrainer::step() {
+  using Clock = std::chrono::steady_clock;
+  auto t0 = Clock::now();
+  const int64_t k = step_, P = cfg_.estimator.pairs, n = theta_.numel();
+  const double sigma = cfg_.estimator.sigma;
+  auto pool = task_pool(cfg_, false);
+  std::vector<Task> tasks;
+  std::vector<torch::Tensor> thetas;
+  for (int64_t i = 0; i < P; ++i) {
+    Task t = sample_task(cfg_, pool, k, i);
+    auto eps = perturbation(cfg_.seed, k, i, n) * static_cast<float>(sigma);
+    tasks.push_back(t);
+    thetas.push_back(theta_ + eps);
+    tasks.push_back(t);
+    thetas.push_back(theta_ - eps);
+  }
+  bool stop = false;
+  auto res = evaluate(tasks, thetas, &stop);
+  if (stop) return json();
+  std::vector<double> plus, minus, all, acc;
+  int64_t diverged = 0;
+  json diverged_tasks = json::array();
+  for (int64_t i = 0; i < 2 * P; ++i) {
+    double f = fitness_of(res[i], base_.at(tasks[i].key()).first);
+    if (!std::isfinite(f)) {
+      ++diverged;
+      diverged_tasks.push_back(tasks[i].to_json());
+    }
+    (i % 2 == 0 ? plus : minus).push_back(f);
+    all.push_back(f);
+    acc.push_back(res[i].val_acc);
+  }
+  auto g = es_gradient(plus, minus, cfg_.seed, k, n, sigma);
+  torch::Tensor theta_before = theta_.clone(), m_before = adam_->m.clone(),
+                v_before = adam_->v.clone();
+  adam_->step(theta_, g);
+  ++step_;
+  double best = INFINITY;
+  for (double f : all) best = std::min(best, f);
+  const double mean = finite_mean(all);
+  double base_acc = 0;
+  for (const auto& t : tasks) base_acc += base_.at(t.key()).second;
+  json row = {{"step", step_},
+              {"mean_fitness", num(mean)},
+              {"best_fitness", num(best)},
+              {"improvement", num(1.0 - mean)},
+              {"mean_acc", num(finite_mean(acc))},
+              {"base_acc", base_acc / static_cast<double>(tasks.size())},
+              {"diverged", diverged},
+              {"grad_norm", g.norm().item<double>()},
+              {"theta_norm", theta_.norm().item<double>()},
+              {"sigma", sigma},
+              {"members", 2 * P}};
+  if (diverged) row["diverged_tasks"] = diverged_tasks;
+  if (cfg_.validate_every > 0 && (step_ % cfg_.validate_every == 0 || step_ == cfg_.steps)) {
+    json v = validate();
+    if (v.is_null()) {  // interrupted: undo this step, it is recomputed on resume
+      theta_ = theta_before;
+      adam_->m = m_before;
+      adam_->v = v_before;
+      --adam_->t;
+      --step_;
+      return json();
+    }
+    for (auto it = v.begin(); it != v.end(); ++it) row[it.key()] = it.value();
+  }
+  row["seconds"] = std::chrono::duration<double>(Clock::now() - t0).count();
+  history_.push_back(row);
+  if (coll_.rank() == 0) {
+    write_metrics();
+    if (step_ % cfg_.checkpoint_every == 0) {
+      save_checkpoint();
+      save_controller();
+    }
+  }
+  return row;
+}
+
+json MetaTrainer::validate() {
+  auto pool = task_pool(cfg_, true);
+  std::vector<torch::Tensor> thetas(pool.size(), theta_);
+  bool stop = false;
+  auto res = evaluate(pool, thetas, &stop);
+  if (stop) return json();
+  std::vector<double> fit, acc, base_acc;
+  for (size_t i = 0; i < pool.size(); ++i) {
+    fit.push_back(fitness_of(res[i], base_.at(pool[i].key()).first));
+    acc.push_back(res[i].val_acc);
+    base_acc.push_back(base_.at(pool[i].key()).second);
+  }
+  const double f = finite_mean(fit);
+  return {{"val_fitness", num(f)},
+          {"val_improvement", num(1.0 - f)},
+          {"val_acc", num(finite_mean(acc))},
+          {"val_base_acc", num(finite_mean(base_acc))},
+          {"val_tasks", static_cast<int64_t>(pool.size())}};
+}
+
+bool MetaTrainer::run(int64_t until, MetaCallbacks* cb) {
+  while (step_ < until) {
+    if (interrupted()) return false;
+    json row = step();
+    if (row.is_null()) return false;
+    if (cb) cb->on_step(row);
+  }
+  return true;
+}
+
+void MetaTrainer::write_metrics() const {
+  std::string text;
+  for (const auto& r : history_) text += r.dump() + "\n";
+  atomic_write(out_ + "/meta_metrics.jsonl", text);
+}
+
+void MetaTrainer::save_checkpoint() const {
+  if (coll_.rank() != 0) return;
+  torch::serialize::OutputArchive a;
+  a.write("version", c10::IValue(kMetaStateVersion));
+  a.write("config", c10::IValue(trajectory_config(cfg_).dump()));
+  a.write("step", c10::IValue(step_));
+  a.write("theta", theta_, /*is_buffer=*/true);
+  a.write("adam_m", adam_->m, true);
+  a.write("adam_v", adam_->v, true);
+  a.write("adam_t", c10::IValue(adam_->t));
+  json base = json::object();
+  for (const auto& [key, v] : base_) base[key] = {num(v.first), v.second};
+  a.write("base_cache", c10::IValue(base.dump()));
+  json hist = history_;
+  a.write("history", c10::IValue(hist.dump()));
+  std::ostringstream out;
+  a.save_to(out);
+  make_dirs(out_);
+  atomic_write(out_ + "/meta_state.pt", out.str());
+}
+
+void MetaTrainer::load_checkpoint() {
+  const std::string path = out_ + "/meta_state.pt";
+  TORCH_CHECK_VALUE(file_exists(path), "meta checkpoint '", path,
+                    "' does not exist (nothing to resume)");
+  torch::serialize::InputArchive a;
+  try {
+    a.load_from(path);
+  } catch (const c10::Error&) {
+    TORCH_CHECK_VALUE(false, "meta checkpoint '", path, "' is corrupt or not a qsched checkpoint");
+  }
+  auto read = [&](const char* key) {
+    c10::IValue v;
+    TORCH_CHECK_VALUE(a.try_read(key, v), "meta checkpoint '", path, "' lacks '", key,
+                      "' (corrupt, or written by another version)");
+    return v;
+  };
+  try {
+    int64_t version = read("version").toInt();
+    TORCH_CHECK_VALUE(version == kMetaStateVersion, "meta checkpoint '", path, "' has version ",
+                      version, ", this qsched reads version ", kMetaStateVersion);
+    TORCH_CHECK_VALUE(json::parse(read("config").toStringRef()) == trajectory_config(cfg_),
+                      "meta checkpoint '", path,
+                      "' was written for a different meta config; resume with the run's own "
+                      "meta_config.json");
+    step_ = read("step").toInt();
+    torch::Tensor theta, m, v;
+    a.read("theta", theta, true);
+    a.read("adam_m", m, true);
+    a.read("adam_v", v, true);
+    TORCH_CHECK_VALUE(theta.numel() == theta_.numel() && m.numel() == theta_.numel() &&
+                          v.numel() == theta_.numel(),
+                      "meta checkpoint '", path, "' holds ", theta.numel(),
+                      " controller parameters, the config needs ", theta_.numel());
+    theta_ = theta;
+    adam_->m = m;
+    adam_->v = v;
+    adam_->t = read("adam_t").toInt();
+    base_.clear();
+    const json cache = json::parse(read("base_cache").toStringRef());
+    for (auto& [key, val] : cache.items())
+      base_[key] = {val[0].is_null() ? NAN : val[0].get<double>(), val[1].get<double>()};
+    history_.clear();
+    for (auto& row : json::parse(read("history").toStringRef())) history_.push_back(row);
+  } catch (const c10::ValueError&) {
+    throw;
+  } catch (const std::exception& e) {
+    TORCH_CHECK_VALUE(false, "meta checkpoint '", path, "' is corrupt: ", e.what());
+  }
+  TORCH_CHECK_VALUE(step_ >= 0 && static_cast<int64_t>(history_.size()) == step_,
+                    "meta checkpoint '", path, "' is inconsistent (step ", step_, ")");
+}
+
+void MetaTrainer::save_controller(const std::string& dir) const {
+  if (coll_.rank() != 0) return;
+  Controller c(cfg_.controller);
+  c->set_flat_parameters(theta_);
+  meta::save_controller(dir.empty() ? out_ : dir, c, cfg_.algorithm(), cfg_.quantity(),
+                        cfg_.base_schedule(), {{"step", step_}, {"seed", cfg_.seed}});
+}
+
+}  // namespace qsched::meta

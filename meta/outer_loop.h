@@ -1,0 +1,95 @@
+#pragma once
+// The outer (meta-training) loop: antithetic ES on the controller, resumable.
+//
+//   MetaTrainer mt(cfg, out_dir, collective);
+//   mt.start(resume)                 fresh: theta0 (seeded init, zero head), Adam state 0
+//                                    resume: out_dir/meta_state.pt (same config required)
+//   mt.run(until, callbacks)         outer steps k = step() .. until-1:
+//     pairs i < P: task_i = sample_task(k, i); eps_i from (seed, k, i)
+//     members: base runs of tasks not yet cached, then theta + sigma eps_i, theta - sigma eps_i
+//       (evaluated in parallel: meta/es.h evaluate_members, rank m % world)
+//     fitness = val_loss / base_val_loss (meta/task.h); +inf for diverged runs (logged)
+//     g = ES gradient (centered ranks); theta <- Adam(theta, g + wd theta)
+//     every validate_every steps: current theta on the held-out validation tasks
+//     every checkpoint_every steps: meta_state.pt, controller.{pt,json}, meta_metrics.jsonl
+//
+// Files in out_dir (written by rank 0 only, atomically):
+//   meta_config.json     the resolved meta config
+//   meta_metrics.jsonl   one row per outer step: step, mean_fitness, best_fitness,
+//                        improvement (1 - mean_fitness), diverged, grad_norm, theta_norm, sigma,
+//                        seconds, tasks; and on validation steps val_fitness, val_improvement,
+//                        val_acc, val_base_acc (means over the validation tasks)
+//   meta_state.pt        full meta-state: config, step, theta, Adam moments and step count,
+//                        base-result cache, metric rows. Every random number of a step derives
+//                        from (seed, step, index), so (theta, Adam, step) is the whole state:
+//                        N steps straight and k steps + resume N - k steps are bit-identical.
+//   controller.pt/.json  the current controller (meta/controller_io.h)
+//
+// Interruption (qsched::interrupted()): the step in progress is abandoned (its inner runs stop at
+// a step boundary), run() returns false; the caller saves the checkpoint of the last finished
+// step and exits 130; --resume recomputes the abandoned step exactly.
+#include <torch/torch.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "meta/collective.h"
+#include "meta/controller.h"
+#include "meta/es.h"
+#include "meta/task.h"
+
+namespace qsched::meta {
+
+struct MetaCallbacks {
+  virtual ~MetaCallbacks() = default;
+  virtual void on_step(const json& row) {}
+};
+
+class MetaTrainer {
+ public:
+  MetaTrainer(MetaConfig cfg, std::string out_dir, Collective& coll);
+
+  /// Fresh start (writes meta_config.json) or resume from out_dir/meta_state.pt.
+  void start(bool resume);
+  /// Outer steps until `until` (exclusive) or interruption; true when `until` was reached.
+  bool run(int64_t until, MetaCallbacks* cb = nullptr);
+  /// One outer step; returns its metrics row, or a null json when interrupted.
+  json step();
+  /// Current theta on the validation tasks: {val_fitness, val_improvement, val_acc,
+  /// val_base_acc, val_tasks}; null json when interrupted.
+  json validate();
+
+  void save_checkpoint() const;
+  void load_checkpoint();
+  /// controller.{pt,json} of the current theta into `dir` (default out_dir).
+  void save_controller(const std::string& dir = "") const;
+
+  int64_t steps_done() const { return step_; }
+  const torch::Tensor& theta() const { return theta_; }
+  const MetaConfig& config() const { return cfg_; }
+  const std::vector<json>& history() const { return history_; }
+  /// Base-schedule result {val_loss, val_acc} per task key.
+  const std::map<std::string, std::pair<double, double>>& base_cache() const { return base_; }
+
+ private:
+  /// Runs base schedules (uncached tasks) and controller members; fills base_ and returns one
+  /// InnerResult per member.
+  std::vector<InnerResult> evaluate(const std::vector<Task>& tasks,
+                                    const std::vector<torch::Tensor>& thetas, bool* interrupted);
+  void write_metrics() const;
+
+  MetaConfig cfg_;
+  std::string out_;
+  Collective& coll_;
+  Controller controller_{nullptr};  ///< shape/options template
+  torch::Tensor theta_;
+  std::unique_ptr<FlatAdam> adam_;
+  int64_t step_ = 0;
+  std::map<std::string, std::pair<double, double>> base_;
+  std::vector<json> history_;
+  DataCache data_;
+};
+
+}  // namespace qsched::meta

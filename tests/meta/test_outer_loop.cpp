@@ -1,0 +1,158 @@
+// The outer loop on tiny synthetic tasks: determinism, exact resume, divergence, bad input.
+#include <gtest/gtest.h>
+
+#include "inner/io.h"
+#include "inner/runtime.h"
+#include "meta/controller_io.h"
+#include "meta/outer_loop.h"
+#include "tests/util/synthetic_config.h"
+#include "tests/util/test_util.h"
+
+namespace qsched::meta {
+namespace {
+
+json meta_config() {
+  json run = test::synthetic_config(3);
+  run["algorithm"] = "inq";
+  run["inq"] = {
+      {"bits", 3},
+      {"pretrain_epochs", 1},
+      {"schedule", {{"family", "steps"}, {"portions", {0.5, 1.0}}, {"epochs_per_step", 1}}}};
+  return {
+      {"seed", 1},
+      {"threads", 2},
+      {"steps", 6},
+      {"validate_every", 3},
+      {"run", run},
+      {"tasks",
+       {{"networks", {{{"type", "mlp"}, {"hidden", {16}}}, {{"type", "mlp"}, {"hidden", {8, 8}}}}},
+        {"seeds", 2}}},
+      {"validation", {{"networks", {{{"type", "mlp"}, {"hidden", {12}}}}}, {"seeds", 1}}},
+      {"controller", {{"hidden", 4}}},
+      {"estimator", {{"pairs", 2}, {"sigma", 0.1}}},
+      {"optimizer", {{"lr", 0.05}}}};
+}
+
+std::vector<json> without_seconds(std::vector<json> rows) {
+  for (auto& r : rows) r.erase("seconds");
+  return rows;
+}
+
+struct StopAfter : MetaCallbacks {
+  explicit StopAfter(int64_t k) : k(k) {}
+  void on_step(const json& row) override {
+    if (row["step"].get<int64_t>() == k) set_interrupted(true);
+  }
+  int64_t k;
+};
+
+TEST(OuterLoop, ResumeAndThreadsGiveBitIdenticalControllers) {
+  test::TempDir a, b;
+  LocalCollective coll;
+  json j1 = meta_config();
+  j1["threads"] = 1;
+  MetaTrainer straight(MetaConfig::from_json(j1), a.path(), coll);
+  straight.start(false);
+  ASSERT_TRUE(straight.run(6));
+  EXPECT_EQ(straight.steps_done(), 6);
+
+  {
+    MetaTrainer first(MetaConfig::from_json(meta_config()), b.path(), coll);
+    first.start(false);
+    StopAfter stop(3);
+    EXPECT_FALSE(first.run(6, &stop));  // "Ctrl-C" after step 3
+    set_interrupted(false);
+    EXPECT_EQ(first.steps_done(), 3);
+    first.save_checkpoint();
+  }
+  MetaTrainer resumed(MetaConfig::from_json(meta_config()), b.path(), coll);
+  resumed.start(true);
+  EXPECT_EQ(resumed.steps_done(), 3);
+  ASSERT_TRUE(resumed.run(6));
+  EXPECT_TRUE(torch::equal(straight.theta(), resumed.theta()));
+  EXPECT_FALSE(
+      torch::equal(straight.theta(),
+                   Controller(straight.config().controller)->flat_parameters()));  // it did move
+  EXPECT_EQ(without_seconds(straight.history()), without_seconds(resumed.history()));
+  // Rows: every step; validation on steps 3 and 6.
+  const auto& h = resumed.history();
+  ASSERT_EQ(h.size(), 6u);
+  EXPECT_TRUE(h[2].contains("val_fitness"));
+  EXPECT_FALSE(h[3].contains("val_fitness"));
+  EXPECT_TRUE(h[5].contains("val_fitness"));
+  for (const auto& r : h) {
+    EXPECT_GT(r["mean_fitness"].get<double>(), 0.0);
+    EXPECT_LE(r["best_fitness"].get<double>(), r["mean_fitness"].get<double>());
+    EXPECT_EQ(r["diverged"].get<int64_t>(), 0);
+  }
+  // The metrics file and the controller files on disk match the state.
+  EXPECT_EQ(test::count_lines(test::read_file(b.file("meta_metrics.jsonl"))), 6);
+  auto saved = load_controller(b.path());
+  EXPECT_TRUE(torch::equal(saved.controller->flat_parameters(), resumed.theta()));
+  EXPECT_EQ(saved.spec["meta"]["step"].get<int64_t>(), 6);
+  // 8 distinct training tasks at most (2 networks x 2 seeds) + 1 validation task cached.
+  EXPECT_LE(resumed.base_cache().size(), 5u);
+}
+
+TEST(OuterLoop, DivergedRunsScoreWorstAndTheLoopContinues) {
+  test::TempDir d;
+  LocalCollective coll;
+  json j = meta_config();
+  j["run"]["train"]["optimizer"]["lr"] = 1e12;
+  j["validate_every"] = 0;
+  MetaTrainer mt(MetaConfig::from_json(j), d.path(), coll);
+  mt.start(false);
+  ASSERT_TRUE(mt.run(2));
+  for (const auto& r : mt.history()) {
+    EXPECT_EQ(r["diverged"].get<int64_t>(), 4);
+    EXPECT_TRUE(r["mean_fitness"].is_null());
+    EXPECT_EQ(r["diverged_tasks"].size(), 4u);
+  }
+}
+
+TEST(OuterLoop, BadConfigsAndCheckpoints) {
+  json j = meta_config();
+  j["stpes"] = 3;
+  EXPECT_VALUE_ERROR(MetaConfig::from_json(j), "stpes");
+  j = meta_config();
+  j["run"]["algorithm"] = "float";
+  j["run"].erase("inq");
+  EXPECT_VALUE_ERROR(MetaConfig::from_json(j), "run.algorithm");
+  j = meta_config();
+  j["estimator"]["name"] = "metagrad";
+  EXPECT_VALUE_ERROR(MetaConfig::from_json(j), "metagrad");
+  j["estimator"]["name"] = "pso";
+  EXPECT_VALUE_ERROR(MetaConfig::from_json(j), "estimator.name");
+  j = meta_config();
+  j["estimator"]["pairs"] = 0;
+  EXPECT_VALUE_ERROR(MetaConfig::from_json(j), "pairs");
+  j = meta_config();
+  j["tasks"]["networks"] = json::array();
+  EXPECT_VALUE_ERROR(MetaConfig::from_json(j), "tasks.networks");
+  j = meta_config();
+  j["run"]["inq"]["schedule"]["portions"] = {0.5, 0.4, 1.0};
+  EXPECT_VALUE_ERROR(MetaConfig::from_json(j), "non-decreasing");
+
+  test::TempDir d;
+  LocalCollective coll;
+  MetaTrainer none(MetaConfig::from_json(meta_config()), d.path(), coll);
+  EXPECT_VALUE_ERROR(none.start(true), "does not exist");
+  {
+    json one = meta_config();
+    one["validate_every"] = 0;
+    MetaTrainer mt(MetaConfig::from_json(one), d.path(), coll);
+    mt.start(false);
+    ASSERT_TRUE(mt.run(1));
+  }
+  MetaTrainer again(MetaConfig::from_json(meta_config()), d.path(), coll);
+  EXPECT_VALUE_ERROR(again.start(false), "already holds");
+  json other = meta_config();
+  other["estimator"]["sigma"] = 0.2;
+  MetaTrainer different(MetaConfig::from_json(other), d.path(), coll);
+  EXPECT_VALUE_ERROR(different.start(true), "different meta config");
+  test::write_file(d.file("meta_state.pt"), "not a checkpoint");
+  EXPECT_VALUE_ERROR(again.start(true), "corrupt");
+}
+
+}  // namespace
+}  // namespace qsched::meta
