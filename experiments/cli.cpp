@@ -32,6 +32,7 @@ const std::vector<Command>& commands() {
        cmd_export},
       {"infer", "test accuracy of an exported file with the torch-free reference", cmd_infer},
       {"meta-train", "meta-train a schedule controller (ES) on a task family", cmd_meta_train},
+      {"apply", "run INQ/ANA on a network with a trained controller as the schedule", cmd_apply},
       {"launch", "N local workers of a command for distributed runs (RANK, WORLD_SIZE...)",
        cmd_launch},
   };

@@ -25,6 +25,7 @@ int cmd_export(const std::vector<std::string>& args);
 int cmd_infer(const std::vector<std::string>& args);
 int cmd_summarize(const std::vector<std::string>& args);
 int cmd_meta_train(const std::vector<std::string>& args);
+int cmd_apply(const std::vector<std::string>& args);
 int cmd_launch(const std::vector<std::string>& args);
 
 }  // namespace qsched::cli

@@ -14,6 +14,8 @@ void RunFlags::add_to(po::options_description& desc) {
       "data", po::value(&data), "override data.root (directory with the IDX/CIFAR files)")(
       "threads", po::value(&threads), "override threads (torch and OpenBLAS)")(
       "device", po::value(&device), "override device: cpu | cuda | cuda:K")(
+      "schedule", po::value(&schedule),
+      "replay a recorded schedule.json (of any run: hand-coded, table or learned) exactly")(
       "set", po::value(&sets)->composing(),
       "override any field: --set train.optimizer.lr=0.01 (repeatable; value parsed as JSON)");
 }

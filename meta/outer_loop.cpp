@@ -1,9 +1,12 @@
 #include "meta/outer_loop.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <sstream>
 
+#include "inner/algorithms.h"
 #include "inner/io.h"
 #include "inner/runtime.h"
 #include "meta/controller_io.h"
@@ -57,7 +60,7 @@ void MetaTrainer::start(bool resume) {
 std::vector<InnerResult> MetaTrainer::evaluate(const std::vector<Task>& tasks,
                                                const std::vector<torch::Tensor>& thetas,
                                                bool* interrupted) {
-  TORCH_INTERNAL_ASSERT(tasks.size() == thetas.size());
+  TORCH_INTERNAL_ASSERT(thetas.empty() || tasks.size() == thetas.size());  // empty: base only
   // Members: base runs of uncached tasks (first appearance order), then the controllers.
   std::vector<Task> base_tasks;
   std::map<std::string, data::Splits> splits;
@@ -70,7 +73,7 @@ std::vector<InnerResult> MetaTrainer::evaluate(const std::vector<Task>& tasks,
     }
   }
   const int64_t nb = static_cast<int64_t>(base_tasks.size());
-  const int64_t count = nb + static_cast<int64_t>(tasks.size());
+  const int64_t count = nb + static_cast<int64_t>(thetas.size());
   // Controller modules are built here, on the coordinating thread (their construction must not
   // overlap with trainers being constructed in worker threads).
   std::vector<Controller> ctrls;
@@ -112,11 +115,44 @@ std::vector<InnerResult> MetaTrainer::evaluate(const std::vector<Task>& tasks,
 json MetaTrainer::step() {
   using Clock = std::chrono::steady_clock;
   auto t0 = Clock::now();
+  torch::Tensor theta_before = theta_.clone(), m_before = adam_->m.clone(),
+                v_before = adam_->v.clone();
+  std::vector<Task> tasks;
+  std::vector<torch::Tensor> thetas;
+  json row = cfg_.estimator.name == "pes" ? pes_step() : es_step(tasks, thetas);
+  if (row.is_null()) {
+    if (cfg_.estimator.name == "pes") consistent_ = false;
+    return row;
+  }
+  if (cfg_.validate_every > 0 && (step_ % cfg_.validate_every == 0 || step_ == cfg_.steps)) {
+    json v = validate();
+    if (v.is_null()) {  // interrupted: undo this step, it is recomputed on resume
+      theta_ = theta_before;
+      adam_->m = m_before;
+      adam_->v = v_before;
+      --adam_->t;
+      --step_;
+      if (cfg_.estimator.name == "pes") consistent_ = false;
+      return json();
+    }
+    for (auto it = v.begin(); it != v.end(); ++it) row[it.key()] = it.value();
+  }
+  row["seconds"] = std::chrono::duration<double>(Clock::now() - t0).count();
+  history_.push_back(row);
+  if (coll_.rank() == 0) {
+    write_metrics();
+    if (step_ % cfg_.checkpoint_every == 0) {
+      save_checkpoint();
+      save_controller();
+    }
+  }
+  return row;
+}
+
+json MetaTrainer::es_step(std::vector<Task>& tasks, std::vector<torch::Tensor>& thetas) {
   const int64_t k = step_, P = cfg_.estimator.pairs, n = theta_.numel();
   const double sigma = cfg_.estimator.sigma;
   auto pool = task_pool(cfg_, false);
-  std::vector<Task> tasks;
-  std::vector<torch::Tensor> thetas;
   for (int64_t i = 0; i < P; ++i) {
     Task t = sample_task(cfg_, pool, k, i);
     auto eps = perturbation(cfg_.seed, k, i, n) * static_cast<float>(sigma);
@@ -142,8 +178,6 @@ json MetaTrainer::step() {
     acc.push_back(res[i].val_acc);
   }
   auto g = es_gradient(plus, minus, cfg_.seed, k, n, sigma);
-  torch::Tensor theta_before = theta_.clone(), m_before = adam_->m.clone(),
-                v_before = adam_->v.clone();
   adam_->step(theta_, g);
   ++step_;
   double best = INFINITY;
@@ -163,28 +197,120 @@ json MetaTrainer::step() {
               {"sigma", sigma},
               {"members", 2 * P}};
   if (diverged) row["diverged_tasks"] = diverged_tasks;
-  if (cfg_.validate_every > 0 && (step_ % cfg_.validate_every == 0 || step_ == cfg_.steps)) {
-    json v = validate();
-    if (v.is_null()) {  // interrupted: undo this step, it is recomputed on resume
-      theta_ = theta_before;
-      adam_->m = m_before;
-      adam_->v = v_before;
-      --adam_->t;
-      --step_;
-      return json();
-    }
-    for (auto it = v.begin(); it != v.end(); ++it) row[it.key()] = it.value();
-  }
-  row["seconds"] = std::chrono::duration<double>(Clock::now() - t0).count();
-  history_.push_back(row);
-  if (coll_.rank() == 0) {
-    write_metrics();
-    if (step_ % cfg_.checkpoint_every == 0) {
-      save_checkpoint();
-      save_controller();
-    }
-  }
   return row;
+}
+
+json MetaTrainer::pes_step() {
+  const int64_t k = step_, P = cfg_.estimator.pairs, n = theta_.numel();
+  const double sigma = cfg_.estimator.sigma;
+  constexpr double kCap = 10.0;  // worst fitness of a segment (finite: raw differences)
+  if (particles_.empty()) particles_.resize(P);
+  auto pool = task_pool(cfg_, false);
+  const json base_spec = cfg_.base_schedule();
+  // Start free particles; base results of their tasks (full base runs, cached).
+  std::vector<Task> need;
+  std::map<std::string, data::Splits> splits;
+  for (int64_t i = 0; i < P; ++i) {
+    Particle& p = particles_[i];
+    if (!p.active) {
+      p = Particle();
+      p.active = true;
+      p.task = sample_task(cfg_, pool, k, i);
+      p.acc = torch::zeros({n}, torch::kFloat);
+    }
+    for (int s = 0; s < 2; ++s)
+      if (!p.ctrl[s]) p.ctrl[s] = Controller(cfg_.controller);
+    if (!splits.count(p.task.key()))
+      splits[p.task.key()] = data_.get(task_run_config(cfg_, p.task));
+    if (!base_.count(p.task.key())) need.push_back(p.task);
+  }
+  bool stop = false;
+  if (!need.empty()) evaluate(need, {}, &stop);
+  if (stop) return json();
+  std::vector<int64_t> until(P);
+  for (int64_t i = 0; i < P; ++i) {
+    Particle& p = particles_[i];
+    auto eps = perturbation(cfg_.seed, k, i, n);
+    p.acc.add_(eps);
+    p.ctrl[0]->set_flat_parameters(theta_ + eps * static_cast<float>(sigma));
+    p.ctrl[1]->set_flat_parameters(theta_ - eps * static_cast<float>(sigma));
+  }
+  const int64_t T = task_run_config(cfg_, particles_[0].task).train.epochs;
+  for (int64_t i = 0; i < P; ++i)
+    until[i] = std::min(T, particles_[i].epoch + cfg_.estimator.segment_epochs);
+  auto rows = evaluate_members(2 * P, 4, cfg_.threads, coll_, [&](int64_t m) {
+    Particle& p = particles_[m / 2];
+    const int s = static_cast<int>(m % 2);
+    inner::RunConfig rc = task_run_config(cfg_, p.task);
+    if (!p.trainer[s]) {
+      auto cs = std::make_unique<ControllerSchedule>(
+          p.ctrl[s], sched::make_schedule(base_spec, cfg_.quantity(), "base schedule"));
+      p.schedule[s] = cs.get();
+      p.trainer[s] = std::make_unique<inner::Trainer>(rc, splits.at(p.task.key()),
+                                                      inner::make_algorithm(rc, std::move(cs)));
+      if (!p.resume_file[s].empty()) {
+        p.trainer[s]->load_checkpoint(p.resume_file[s]);
+        if (p.resume_hidden[s].defined() && p.resume_hidden[s].numel() > 0)
+          p.schedule[s]->set_hidden(p.resume_hidden[s]);
+        p.resume_file[s].clear();
+      }
+    }
+    inner::Trainer& t = *p.trainer[s];
+    auto term = t.run(until[m / 2]);
+    if (term == inner::Termination::kInterrupted) return std::vector<double>{NAN, NAN, 0.0, 1.0};
+    if (term == inner::Termination::kDiverged) return std::vector<double>{INFINITY, 0.0, 1.0, 0.0};
+    if (until[m / 2] < rc.train.epochs) {
+      const json& last = t.history().back();
+      return std::vector<double>{last["val_loss"].get<double>(), last["val_acc"].get<double>(), 0.0,
+                                 0.0};
+    }
+    json summary;
+    t.algorithm().finish(t, summary);
+    auto ev = t.eval_on(t.data().val);
+    return std::vector<double>{ev.loss, ev.acc, std::isfinite(ev.loss) ? 0.0 : 1.0, 0.0};
+  });
+  for (const auto& r : rows)
+    if (r[3] != 0.0) return json();
+  auto g = torch::zeros({n}, torch::kFloat);
+  std::vector<double> all, acc;
+  int64_t diverged = 0, finished = 0;
+  for (int64_t i = 0; i < P; ++i) {
+    Particle& p = particles_[i];
+    double f[2];
+    bool dead = false;
+    for (int s = 0; s < 2; ++s) {
+      const auto& r = rows[2 * i + s];
+      f[s] = std::min(fitness_of({r[0], r[1], r[2] != 0.0, false}, base_.at(p.task.key()).first),
+                      kCap);
+      if (r[2] != 0.0) ++diverged, dead = true;
+      all.push_back(f[s]);
+      acc.push_back(r[1]);
+    }
+    g.add_(p.acc, static_cast<float>(f[0] - f[1]));
+    p.epoch = until[i];
+    if (dead || p.epoch >= T) {  // end of the inner horizon: free the particle
+      ++finished;
+      p.active = false;
+      for (int s = 0; s < 2; ++s) p.trainer[s].reset(), p.schedule[s] = nullptr;
+    }
+  }
+  g.div_(static_cast<float>(2.0 * static_cast<double>(P) * sigma));
+  adam_->step(theta_, g);
+  ++step_;
+  double best = INFINITY;
+  for (double f : all) best = std::min(best, f);
+  const double mean = finite_mean(all);
+  return {{"step", step_},
+          {"mean_fitness", num(mean)},
+          {"best_fitness", num(best)},
+          {"improvement", num(1.0 - mean)},
+          {"mean_acc", num(finite_mean(acc))},
+          {"diverged", diverged},
+          {"finished_runs", finished},
+          {"grad_norm", g.norm().item<double>()},
+          {"theta_norm", theta_.norm().item<double>()},
+          {"sigma", sigma},
+          {"members", 2 * P}};
 }
 
 json MetaTrainer::validate() {
@@ -230,6 +356,12 @@ void MetaTrainer::write_metrics() const {
 
 void MetaTrainer::save_checkpoint() const {
   if (coll_.rank() != 0) return;
+  if (!consistent_) {  // an abandoned PES step left the inner runs mid-segment
+    std::fprintf(stderr,
+                 "meta-state not saved: the interrupted step left the PES inner runs "
+                 "mid-segment; --resume continues from the last periodic checkpoint\n");
+    return;
+  }
   torch::serialize::OutputArchive a;
   a.write("version", c10::IValue(kMetaStateVersion));
   a.write("config", c10::IValue(trajectory_config(cfg_).dump()));
@@ -243,10 +375,52 @@ void MetaTrainer::save_checkpoint() const {
   a.write("base_cache", c10::IValue(base.dump()));
   json hist = history_;
   a.write("history", c10::IValue(hist.dump()));
+  // PES particles: state here, inner trainers in files named after the step (written first, so
+  // the meta-state never points to a file that does not exist yet).
+  json parts = json::array();
+  std::vector<std::string> files;
+  for (size_t i = 0; i < particles_.size(); ++i) {
+    const Particle& p = particles_[i];
+    json pj = {{"active", p.active}};
+    if (p.active) {
+      pj["task"] = p.task.to_json();
+      pj["epoch"] = p.epoch;
+      a.write("pes" + std::to_string(i) + ".acc", p.acc, true);
+      for (int s = 0; s < 2; ++s) {
+        std::string key = "pes" + std::to_string(i) + "." + std::to_string(s);
+        std::string file;
+        if (p.trainer[s]) {
+          file = "pes_" + std::to_string(step_) + "_" + std::to_string(i) + "_" +
+                 std::to_string(s) + ".pt";
+          p.trainer[s]->save_checkpoint(out_ + "/" + file);
+          torch::Tensor h = p.schedule[s]->hidden();
+          a.write(key + ".hidden", h.defined() ? h : torch::zeros({0}), true);
+          files.push_back(file);
+        } else if (!p.resume_file[s].empty()) {  // not run since the resume: keep its file
+          file = p.resume_file[s].substr(p.resume_file[s].rfind('/') + 1);
+          a.write(key + ".hidden", p.resume_hidden[s], true);
+          files.push_back(file);
+        }
+        pj["file" + std::to_string(s)] = file;
+      }
+    }
+    parts.push_back(pj);
+  }
+  a.write("pes", c10::IValue(parts.dump()));
   std::ostringstream out;
   a.save_to(out);
   make_dirs(out_);
   atomic_write(out_ + "/meta_state.pt", out.str());
+  // Trainer checkpoints of earlier steps are no longer referenced.
+  std::string prefix = "pes_";
+  for (int64_t old = std::max<int64_t>(0, step_ - 64); old < step_; ++old)
+    for (size_t i = 0; i < particles_.size(); ++i)
+      for (int s = 0; s < 2; ++s) {
+        std::string f = prefix + std::to_string(old) + "_" + std::to_string(i) + "_" +
+                        std::to_string(s) + ".pt";
+        if (std::find(files.begin(), files.end(), f) == files.end())
+          std::remove((out_ + "/" + f).c_str());
+      }
 }
 
 void MetaTrainer::load_checkpoint() {
@@ -292,6 +466,34 @@ void MetaTrainer::load_checkpoint() {
       base_[key] = {val[0].is_null() ? NAN : val[0].get<double>(), val[1].get<double>()};
     history_.clear();
     for (auto& row : json::parse(read("history").toStringRef())) history_.push_back(row);
+    particles_.clear();
+    c10::IValue pes;
+    if (a.try_read("pes", pes)) {
+      const json parts = json::parse(pes.toStringRef());
+      for (size_t i = 0; i < parts.size(); ++i) {
+        Particle p;
+        p.active = parts[i].at("active").get<bool>();
+        if (p.active) {
+          const json& t = parts[i].at("task");
+          p.task.network = t.at("network");
+          p.task.subset = t.at("subset").get<int64_t>();
+          p.task.seed = t.at("seed").get<uint64_t>();
+          p.epoch = parts[i].at("epoch").get<int64_t>();
+          a.read("pes" + std::to_string(i) + ".acc", p.acc, true);
+          for (int s = 0; s < 2; ++s) {
+            std::string file = parts[i].at("file" + std::to_string(s)).get<std::string>();
+            if (file.empty()) continue;
+            p.resume_file[s] = out_ + "/" + file;
+            TORCH_CHECK_VALUE(file_exists(p.resume_file[s]), "meta checkpoint '", path,
+                              "' needs the inner checkpoint '", p.resume_file[s],
+                              "', which does not exist");
+            a.read("pes" + std::to_string(i) + "." + std::to_string(s) + ".hidden",
+                   p.resume_hidden[s], true);
+          }
+        }
+        particles_.push_back(std::move(p));
+      }
+    }
   } catch (const c10::ValueError&) {
     throw;
   } catch (const std::exception& e) {

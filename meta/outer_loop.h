@@ -25,6 +25,20 @@
 //                        N steps straight and k steps + resume N - k steps are bit-identical.
 //   controller.pt/.json  the current controller (meta/controller_io.h)
 //
+// PES ("estimator": {"name": "pes", "segment_epochs": K}; Vicol, Metz & Sohl-Dickstein, ICML
+// 2021, "Unbiased Gradient Estimation in Unrolled Computation Graphs with Persistent Evolution
+// Strategies"): pair i is a persistent particle: one inner run of task_i per sign, kept alive
+// (Trainer and controller hidden state) across outer steps, K epochs per step.
+//   step k: eps = perturbation(seed, k, i); A_i += eps (accumulator since the run began)
+//           theta +- sigma eps drive the next K epochs of the + and - run
+//           F+-  = min(loss+- / base_val_loss, 10): loss = validation loss at the segment end
+//                  (the hardened network's at the last segment); diverged -> 10
+//           g    = 1 / (2 P sigma) sum_i A_i (F+_i - F-_i)    (raw differences, no ranks:
+//                  the accumulated score is what makes PES unbiased for the whole run)
+//   a run that ends (or diverges) frees its particle: next step samples a new task, A_i = 0.
+// The meta-state checkpoint then also holds every particle (task, A_i, epoch, controller hidden
+// states) and the inner trainers' checkpoints (files pes_<step>_<i>_<sign>.pt).
+//
 // Interruption (qsched::interrupted()): the step in progress is abandoned (its inner runs stop at
 // a step boundary), run() returns false; the caller saves the checkpoint of the last finished
 // step and exits 130; --resume recomputes the abandoned step exactly.
@@ -35,6 +49,7 @@
 #include <string>
 #include <vector>
 
+#include "inner/trainer.h"
 #include "meta/collective.h"
 #include "meta/controller.h"
 #include "meta/es.h"
@@ -74,11 +89,26 @@ class MetaTrainer {
   const std::map<std::string, std::pair<double, double>>& base_cache() const { return base_; }
 
  private:
-  /// Runs base schedules (uncached tasks) and controller members; fills base_ and returns one
-  /// InnerResult per member.
+  /// Runs base schedules (uncached tasks) and controller members (theta[j] on tasks[j]; none
+  /// when `thetas` is empty); fills base_ and returns one InnerResult per controller member.
   std::vector<InnerResult> evaluate(const std::vector<Task>& tasks,
                                     const std::vector<torch::Tensor>& thetas, bool* interrupted);
   void write_metrics() const;
+  json es_step(std::vector<Task>& tasks, std::vector<torch::Tensor>& thetas);
+  json pes_step();
+
+  /// A PES particle (one antithetic pair of persistent inner runs).
+  struct Particle {
+    bool active = false;
+    Task task;
+    torch::Tensor acc;  ///< sum of the unit perturbations since the run began
+    int64_t epoch = 0;  ///< inner epochs done
+    Controller ctrl[2] = {Controller(nullptr), Controller(nullptr)};
+    std::unique_ptr<inner::Trainer> trainer[2];
+    ControllerSchedule* schedule[2] = {nullptr, nullptr};  ///< owned by trainer[s]
+    std::string resume_file[2];                            ///< checkpoint to load on first use
+    torch::Tensor resume_hidden[2];
+  };
 
   MetaConfig cfg_;
   std::string out_;
@@ -90,6 +120,8 @@ class MetaTrainer {
   std::map<std::string, std::pair<double, double>> base_;
   std::vector<json> history_;
   DataCache data_;
+  std::vector<Particle> particles_;
+  bool consistent_ = true;  ///< false after an abandoned PES step: never checkpoint that state
 };
 
 }  // namespace qsched::meta

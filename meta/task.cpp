@@ -70,7 +70,10 @@ json MetaConfig::to_json() const {
           {"validation", family_json(validation)},
           {"controller", controller.to_json()},
           {"estimator",
-           {{"name", estimator.name}, {"pairs", estimator.pairs}, {"sigma", estimator.sigma}}},
+           {{"name", estimator.name},
+            {"pairs", estimator.pairs},
+            {"sigma", estimator.sigma},
+            {"segment_epochs", estimator.segment_epochs}}},
           {"optimizer",
            {{"lr", optimizer.lr()},
             {"weight_decay", optimizer.weight_decay()},
@@ -108,8 +111,8 @@ MetaConfig MetaConfig::from_json(const json& j) {
   {
     JsonReader e = r.child("estimator");
     c.estimator.name = e.get<std::string>("name", c.estimator.name);
-    e.check_one_of("name", c.estimator.name, {"es", "metagrad"});
-    TORCH_CHECK_VALUE(c.estimator.name == "es",
+    e.check_one_of("name", c.estimator.name, {"es", "pes", "metagrad"});
+    TORCH_CHECK_VALUE(c.estimator.name != "metagrad",
                       "meta config: estimator.name = \"metagrad\" is not available in this build "
                       "(the truncated meta-gradient estimator, meta/metagrad.h, is not merged "
                       "yet); use \"es\"");
@@ -117,6 +120,9 @@ MetaConfig MetaConfig::from_json(const json& j) {
     e.check(c.estimator.pairs >= 1 && c.estimator.pairs <= 1024, "pairs", c.estimator.pairs,
             "1 <= pairs <= 1024");
     c.estimator.sigma = e.get<double>("sigma", c.estimator.sigma);
+    c.estimator.segment_epochs = e.get<int64_t>("segment_epochs", c.estimator.segment_epochs);
+    e.check(c.estimator.segment_epochs >= 1, "segment_epochs", c.estimator.segment_epochs,
+            "segment_epochs >= 1");
     e.check(std::isfinite(c.estimator.sigma) && c.estimator.sigma > 0, "sigma", c.estimator.sigma,
             "sigma > 0");
     e.finish();

@@ -17,9 +17,12 @@
 //                              // validation seeds come from disjoint derivations, so
 //                              // validation tasks are held out even for the same networks
 //   "controller": {"hidden": 16},
-//   "estimator": {"name": "es", "pairs": 4, "sigma": 0.05},
-//                              // "es" (antithetic ES, meta/es.h) | "metagrad" (ANA only,
-//                              // meta/metagrad.h: needs that estimator compiled in)
+//   "estimator": {"name": "es", "pairs": 4, "sigma": 0.05, "segment_epochs": 2},
+//                              // "es" (antithetic ES on whole inner runs, meta/es.h)
+//                              // | "pes" (persistent ES on truncated runs of segment_epochs
+//                              //   epochs per outer step, meta/outer_loop.h)
+//                              // | "metagrad" (ANA only, meta/metagrad.h: reserved, rejected
+//                              //   until that estimator is compiled in)
 //   "optimizer": {"lr": 0.02, "weight_decay": 0.005, "beta1": 0.9, "beta2": 0.999}
 // }
 //
@@ -59,8 +62,9 @@ struct TaskFamily {
 
 struct EstimatorOptions {
   std::string name = "es";
-  int64_t pairs = 4;    ///< antithetic pairs per outer step (population 2 * pairs)
-  double sigma = 0.05;  ///< perturbation scale on theta
+  int64_t pairs = 4;           ///< antithetic pairs per outer step (population 2 * pairs)
+  double sigma = 0.05;         ///< perturbation scale on theta
+  int64_t segment_epochs = 2;  ///< pes: inner epochs per outer step (truncation length)
 };
 
 struct MetaConfig {

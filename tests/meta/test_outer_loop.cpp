@@ -94,6 +94,44 @@ TEST(OuterLoop, ResumeAndThreadsGiveBitIdenticalControllers) {
   EXPECT_LE(resumed.base_cache().size(), 5u);
 }
 
+TEST(OuterLoop, PesKeepsInnerRunsAcrossStepsAndResumesExactly) {
+  // T = 3 epochs, one epoch per outer step: each particle's runs span steps 1-3 and 4-6; the
+  // interruption after step 2 lands in the middle of the inner runs.
+  json j = meta_config();
+  j["estimator"] = {{"name", "pes"}, {"pairs", 2}, {"sigma", 0.1}, {"segment_epochs", 1}};
+  j["validate_every"] = 0;
+  test::TempDir a, b;
+  LocalCollective coll;
+  MetaTrainer straight(MetaConfig::from_json(j), a.path(), coll);
+  straight.start(false);
+  ASSERT_TRUE(straight.run(5));
+  const auto& h = straight.history();
+  ASSERT_EQ(h.size(), 5u);
+  for (int k : {0, 1, 3, 4}) EXPECT_EQ(h[k]["finished_runs"].get<int64_t>(), 0) << k;
+  EXPECT_EQ(h[2]["finished_runs"].get<int64_t>(), 2);  // end of the inner horizon: reset
+  {
+    MetaTrainer first(MetaConfig::from_json(j), b.path(), coll);
+    first.start(false);
+    StopAfter stop(2);
+    EXPECT_FALSE(first.run(5, &stop));
+    set_interrupted(false);
+    first.save_checkpoint();
+  }
+  EXPECT_TRUE(file_exists(b.file("pes_2_0_0.pt")));
+  EXPECT_TRUE(file_exists(b.file("pes_2_1_1.pt")));
+  EXPECT_FALSE(file_exists(b.file("pes_1_0_0.pt")));  // superseded checkpoints are removed
+  MetaTrainer resumed(MetaConfig::from_json(j), b.path(), coll);
+  resumed.start(true);
+  EXPECT_EQ(resumed.steps_done(), 2);
+  ASSERT_TRUE(resumed.run(5));
+  EXPECT_TRUE(torch::equal(straight.theta(), resumed.theta()));
+  EXPECT_EQ(without_seconds(straight.history()), without_seconds(resumed.history()));
+  // A missing inner checkpoint is a clear error.
+  std::remove(b.file("pes_5_0_0.pt").c_str());
+  MetaTrainer broken(MetaConfig::from_json(j), b.path(), coll);
+  EXPECT_VALUE_ERROR(broken.start(true), "pes_5_0_0.pt");
+}
+
 TEST(OuterLoop, DivergedRunsScoreWorstAndTheLoopContinues) {
   test::TempDir d;
   LocalCollective coll;
@@ -121,6 +159,10 @@ TEST(OuterLoop, BadConfigsAndCheckpoints) {
   j = meta_config();
   j["estimator"]["name"] = "metagrad";
   EXPECT_VALUE_ERROR(MetaConfig::from_json(j), "metagrad");
+  j["estimator"]["segment_epochs"] = 0;
+  j["estimator"]["name"] = "pes";
+  EXPECT_VALUE_ERROR(MetaConfig::from_json(j), "segment_epochs");
+  j["estimator"]["segment_epochs"] = 1;
   j["estimator"]["name"] = "pso";
   EXPECT_VALUE_ERROR(MetaConfig::from_json(j), "estimator.name");
   j = meta_config();

@@ -1,0 +1,152 @@
+// `qsched apply`: a saved controller schedules a new run; its schedule.json replays without the
+// controller; the controller's recurrent state survives Ctrl-C + --resume; mismatched or
+// corrupt controllers are one-line errors.
+#include <gtest/gtest.h>
+
+#include "inner/io.h"
+#include "inner/json_reader.h"
+#include "meta/controller_io.h"
+#include "tests/util/synthetic_config.h"
+#include "tests/util/test_util.h"
+
+using namespace qsched;
+using qsched::test::expect_one_line_error;
+using qsched::test::run_qsched;
+
+namespace {
+
+const json kBase = {
+    {"family", "steps"}, {"portions", {0.25, 0.5, 0.75, 1.0}}, {"epochs_per_step", 1}};
+
+/// An INQ run on the synthetic task with `epochs` epochs (2 float pre-training epochs).
+json inq_config(int64_t epochs) {
+  json j = test::synthetic_config(epochs);
+  j["network"]["hidden"] = {32, 16};
+  j["algorithm"] = "inq";
+  j["inq"] = {{"bits", 3}, {"pretrain_epochs", 2}, {"schedule", kBase}};
+  return j;
+}
+
+/// Saves a controller whose parameters are random (seeded): its schedule differs from the base.
+std::string save_random_controller(const test::TempDir& dir, const std::string& algorithm,
+                                   double scale) {
+  meta::Controller c(meta::ControllerOptions().hidden(8).seed(1));
+  torch::manual_seed(7);
+  c->set_flat_parameters(torch::randn({c->num_parameters()}) * scale);
+  std::string path = dir.file("ctrl_" + algorithm);
+  auto q = algorithm == "inq" ? sched::Quantity::kFraction : sched::Quantity::kNoise;
+  json base = algorithm == "inq"
+                  ? kBase
+                  : json{{"family", "ana_window"}, {"sigma0", 0.5}, {"layout", "overlapped"}};
+  meta::save_controller(path, c, algorithm, q, base, {{"step", 0}});
+  return path;
+}
+
+std::string write_config(const test::TempDir& dir, const std::string& name, const json& j) {
+  std::string path = dir.file(name);
+  test::write_file(path, j.dump(2));
+  return path;
+}
+
+std::vector<json> metrics(const std::string& run) {
+  std::vector<json> rows;
+  std::string text = test::read_file(run + "/metrics.jsonl");
+  size_t pos = 0, nl;
+  while ((nl = text.find('\n', pos)) != std::string::npos) {
+    rows.push_back(json::parse(text.substr(pos, nl - pos)));
+    pos = nl + 1;
+  }
+  return test::strip_time(rows);
+}
+
+}  // namespace
+
+TEST(ApplyCli, LearnedScheduleIsRecordedAndReplaysWithoutTheController) {
+  test::TempDir dir;
+  std::string ctrl = save_random_controller(dir, "inq", 0.5);
+  std::string cfg = write_config(dir, "inq.json", inq_config(6));
+  auto r = run_qsched("apply --quiet --controller " + ctrl + " --config " + cfg + " --out " +
+                      dir.file("run"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  json table = read_json_file(dir.file("run/schedule.json"));
+  ASSERT_EQ(table["values"].size(), 4u);
+  // The random controller moved the schedule away from the base (0.25, 0.5, 0.75 | 1).
+  bool differs = false;
+  for (int t = 0; t < 3; ++t)
+    for (const auto& v : table["values"][t])
+      differs |= v.get<double>() != kBase["portions"][t].get<double>();
+  EXPECT_TRUE(differs) << table.dump();
+  json s = read_json_file(dir.file("run/summary.json"));
+  EXPECT_EQ(s["algorithm"], "inq");
+  EXPECT_EQ(s["schedule_source"], "controller");
+  EXPECT_TRUE(qsched::file_exists(dir.file("run/controller/controller.json")));
+
+  // qsched train --schedule replays it exactly, without the controller.
+  auto replay = run_qsched("train --quiet --config " + cfg + " --schedule " +
+                           dir.file("run/schedule.json") + " --out " + dir.file("replay"));
+  ASSERT_EQ(replay.exit_code, 0) << replay.output;
+  EXPECT_EQ(metrics(dir.file("run")), metrics(dir.file("replay")));
+  json s2 = read_json_file(dir.file("replay/summary.json"));
+  EXPECT_EQ(s["test_acc"], s2["test_acc"]);
+  EXPECT_EQ(s["test_loss"], s2["test_loss"]);
+}
+
+TEST(ApplyCli, UntrainedControllerReproducesItsBase) {
+  test::TempDir dir;
+  std::string ctrl = save_random_controller(dir, "inq", 0.0);  // theta = 0: head is zero
+  std::string cfg = write_config(dir, "inq.json", inq_config(6));
+  auto r = run_qsched("apply --quiet --controller " + ctrl + " --config " + cfg + " --out " +
+                      dir.file("run"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  json table = read_json_file(dir.file("run/schedule.json"));
+  for (int t = 0; t < 4; ++t)
+    for (const auto& v : table["values"][t]) EXPECT_EQ(v.get<double>(), kBase["portions"][t]);
+}
+
+TEST(ApplyCli, ResumeAfterSigintContinuesTheSameLearnedSchedule) {
+  test::TempDir dir;
+  std::string ctrl = save_random_controller(dir, "inq", 0.5);
+  json j = inq_config(42);
+  j["inq"]["schedule"]["epochs_per_step"] = 10;
+  std::string cfg = write_config(dir, "inq.json", j);
+  auto full = run_qsched("apply --quiet --base config --controller " + ctrl + " --config " + cfg +
+                         " --out " + dir.file("full"));
+  ASSERT_EQ(full.exit_code, 0) << full.output;
+  // Interrupt once the first quantization epochs are checkpointed (the schedule has a record).
+  auto cut = test::run_shell(test::qsched_binary() + " apply --quiet --base config --controller " +
+                             ctrl + " --config " + cfg + " --out " + dir.file("cut") +
+                             " & pid=$!; until [ -f " + dir.file("cut/schedule.json") +
+                             " ]; do sleep 0.02; done; kill -INT $pid; wait $pid");
+  ASSERT_EQ(cut.exit_code, 130) << cut.output;
+  auto resumed = run_qsched("apply --quiet --resume --out " + dir.file("cut"));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_EQ(metrics(dir.file("full")), metrics(dir.file("cut")));
+  EXPECT_EQ(read_json_file(dir.file("full/schedule.json")),
+            read_json_file(dir.file("cut/schedule.json")));
+}
+
+TEST(ApplyCli, BadInputIsOneLineError) {
+  test::TempDir dir;
+  std::string inq_ctrl = save_random_controller(dir, "inq", 0.1);
+  json ana = test::synthetic_config(4);
+  ana["algorithm"] = "ana";
+  std::string ana_cfg = write_config(dir, "ana.json", ana);
+  std::string inq_cfg = write_config(dir, "inq.json", inq_config(6));
+  expect_one_line_error(run_qsched("apply --controller " + inq_ctrl + " --config " + ana_cfg +
+                                   " --out " + dir.file("a")),
+                        "meta-trained for inq");
+  expect_one_line_error(run_qsched("apply --config " + inq_cfg + " --out " + dir.file("b")),
+                        "missing --controller");
+  expect_one_line_error(run_qsched("apply --controller " + dir.file("nothing") + " --config " +
+                                   inq_cfg + " --out " + dir.file("c")),
+                        "controller");
+  expect_one_line_error(run_qsched("apply --controller " + inq_ctrl + " --base nope --config " +
+                                   inq_cfg + " --out " + dir.file("e")),
+                        "--base");
+  // A corrupt controller.pt is rejected, not half-loaded.
+  test::write_file(inq_ctrl + "/controller.pt", "not a torch archive");
+  expect_one_line_error(run_qsched("apply --controller " + inq_ctrl + " --config " + inq_cfg +
+                                   " --out " + dir.file("d")),
+                        "controller");
+  EXPECT_FALSE(qsched::file_exists(dir.file("d/summary.json")));
+}
