@@ -36,6 +36,8 @@ const std::vector<Command>& commands() {
       {"sweep-report", "report.md and plots of a sweep directory", cmd_sweep_report},
       {"meta-train", "meta-train a schedule controller (ES) on a task family", cmd_meta_train},
       {"apply", "run INQ/ANA on a network with a trained controller as the schedule", cmd_apply},
+      {"launch", "N local workers of a command for distributed runs (RANK, WORLD_SIZE...)",
+       cmd_launch},
   };
   return k;
 }

@@ -1,7 +1,16 @@
 // qsched meta-train: the outer loop of meta/outer_loop.h from the command line.
+//
+// Distributed (WORLD_SIZE > 1, see meta/distributed.h and `qsched launch`): rank 0 reads the
+// config (or the run's meta_config.json and meta_state.pt on --resume), applies the flag
+// overrides and broadcasts the result; the other ranks never read or write the run directory
+// (they resume from the broadcast state in a private temporary directory), print nothing but
+// errors, and exit with the same code as rank 0.
+#include <unistd.h>
+
 #include <boost/program_options.hpp>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 
 #include "experiments/cli.h"
 #include "experiments/run_flags.h"
@@ -9,6 +18,7 @@
 #include "inner/progress.h"
 #include "inner/runtime.h"
 #include "meta/collective.h"
+#include "meta/distributed.h"
 #include "meta/outer_loop.h"
 
 namespace po = boost::program_options;
@@ -50,6 +60,49 @@ struct ProgressCallbacks : meta::MetaCallbacks {
   Progress bar_;
 };
 
+// A private directory for a rank other than 0, removed when the object dies.
+class RankScratch {
+ public:
+  explicit RankScratch(int rank) {
+    std::string tmpl = (std::filesystem::temp_directory_path() /
+                        ("qsched_rank" + std::to_string(rank) + "_XXXXXX"))
+                           .string();
+    TORCH_CHECK(mkdtemp(tmpl.data()) != nullptr, "cannot create a temporary directory ", tmpl);
+    path_ = tmpl;
+  }
+  ~RankScratch() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// Runs `read` on rank 0 and gives its result to every rank. A c10::ValueError on rank 0 (bad
+// config, missing run directory) reaches the other ranks as a ValueError too, so every rank
+// exits 2 with a line that says where the problem is.
+std::string from_rank0(meta::Collective& coll, const std::function<std::string()>& read) {
+  std::string mine;
+  std::string error;
+  if (coll.rank() == 0) {
+    try {
+      mine = "ok:" + read();
+    } catch (const c10::ValueError& e) {
+      error = e.what_without_backtrace();
+      mine = "error:" + error;
+    }
+  }
+  std::string got = coll.world_size() == 1 ? mine : coll.broadcast(mine, 0);
+  if (coll.rank() == 0) {
+    TORCH_CHECK_VALUE(error.empty(), error);
+    return got.substr(3);
+  }
+  TORCH_CHECK_VALUE(got.rfind("ok:", 0) == 0, "rank 0: ", got.substr(6));
+  return got.substr(3);
+}
+
 }  // namespace
 
 int cmd_meta_train(const std::vector<std::string>& args) {
@@ -80,44 +133,74 @@ int cmd_meta_train(const std::vector<std::string>& args) {
                     ". Violated constraint: --steps >= 1");
   TORCH_CHECK_VALUE(threads == -1 || (threads >= 1 && threads <= 256), "--threads ", threads,
                     ". Violated constraint: 1 <= --threads <= 256");
-  json doc;
-  if (resume) {
-    TORCH_CHECK_VALUE(config.empty(),
-                      "--resume uses the run's saved meta_config.json; drop --config");
-    TORCH_CHECK_VALUE(file_exists(out + "/meta_config.json"), "--resume: '", out,
-                      "/meta_config.json' does not exist (not a meta-training directory)");
-    doc = read_json_file(out + "/meta_config.json");
-  } else {
-    TORCH_CHECK_VALUE(!config.empty(),
-                      "missing --config FILE (see experiments/configs/meta_*.json)");
-    doc = read_json_file(config);
+  // WORLD_SIZE unset or 1: LocalCollective; otherwise the rendezvous happens here.
+  std::unique_ptr<meta::Collective> coll = meta::make_collective_from_env();
+  const bool rank0 = coll->rank() == 0;
+  const std::string doc_text = from_rank0(*coll, [&] {
+    json doc;
+    if (resume) {
+      TORCH_CHECK_VALUE(config.empty(),
+                        "--resume uses the run's saved meta_config.json; drop --config");
+      TORCH_CHECK_VALUE(file_exists(out + "/meta_config.json"), "--resume: '", out,
+                        "/meta_config.json' does not exist (not a meta-training directory)");
+      doc = read_json_file(out + "/meta_config.json");
+    } else {
+      TORCH_CHECK_VALUE(!config.empty(),
+                        "missing --config FILE (see experiments/configs/meta_*.json)");
+      doc = read_json_file(config);
+    }
+    if (steps > 0) doc["steps"] = steps;
+    if (threads > 0) doc["threads"] = threads;
+    meta::MetaConfig::from_json(doc);  // validated on rank 0 before anyone starts
+    return doc.dump();
+  });
+  meta::MetaConfig cfg = meta::MetaConfig::from_json(json::parse(doc_text));
+  // Ranks other than 0 work in a scratch directory; on --resume it receives rank 0's state.
+  std::unique_ptr<RankScratch> scratch;
+  std::string dir = out;
+  if (!rank0) {
+    scratch = std::make_unique<RankScratch>(coll->rank());
+    dir = scratch->path();
   }
-  if (steps > 0) doc["steps"] = steps;
-  if (threads > 0) doc["threads"] = threads;
-  meta::MetaConfig cfg = meta::MetaConfig::from_json(doc);
+  if (resume) {
+    std::string state = from_rank0(*coll, [&] {
+      TORCH_CHECK_VALUE(file_exists(out + "/meta_state.pt"), "meta checkpoint '", out,
+                        "/meta_state.pt' does not exist (nothing to resume)");
+      return read_whole_file(out + "/meta_state.pt");
+    });
+    if (!rank0) atomic_write(dir + "/meta_state.pt", state);
+  }
   set_threads(1);
   install_interrupt_handlers();
-  meta::LocalCollective coll;
-  meta::MetaTrainer mt(cfg, out, coll);
-  mt.start(resume);
+  meta::MetaTrainer mt(cfg, dir, *coll);
+  // Rank 0 checks the run directory first; its refusal stops every rank with its message.
+  from_rank0(*coll, [&] {
+    mt.start(resume);
+    return std::string();
+  });
+  if (!rank0) mt.start(resume);
   const int64_t first = mt.steps_done();
   if (first >= cfg.steps) {
-    std::printf("%s: already at step %lld of %lld; nothing to do\n", out.c_str(),
-                static_cast<long long>(first), static_cast<long long>(cfg.steps));
+    if (rank0)
+      std::printf("%s: already at step %lld of %lld; nothing to do\n", out.c_str(),
+                  static_cast<long long>(first), static_cast<long long>(cfg.steps));
     return kExitOk;
   }
+  quiet = quiet || !rank0;
   ProgressCallbacks cb(first, cfg.steps, quiet);
   bool done = mt.run(cfg.steps, &cb);
   cb.finish();
   mt.save_checkpoint();
   mt.save_controller();
   if (!done) {
-    std::fprintf(stderr,
-                 "interrupted: meta-state of step %lld saved in %s/meta_state.pt; "
-                 "continue with qsched meta-train --resume --out %s\n",
-                 static_cast<long long>(mt.steps_done()), out.c_str(), out.c_str());
+    if (rank0)
+      std::fprintf(stderr,
+                   "interrupted: meta-state of step %lld saved in %s/meta_state.pt; "
+                   "continue with qsched meta-train --resume --out %s\n",
+                   static_cast<long long>(mt.steps_done()), out.c_str(), out.c_str());
     return kExitInterrupted;
   }
+  if (!rank0) return kExitOk;
   const auto& h = mt.history();
   std::string val = "-";
   for (auto it = h.rbegin(); it != h.rend(); ++it)

@@ -335,7 +335,12 @@ json MetaTrainer::validate() {
 
 bool MetaTrainer::run(int64_t until, MetaCallbacks* cb) {
   while (step_ < until) {
-    if (interrupted()) return false;
+    // Ranks must agree: a signal that reached one rank only would otherwise leave the others
+    // waiting in the next collective for a rank that has gone.
+    bool stop = interrupted();
+    if (coll_.world_size() > 1)
+      for (const auto& flag : coll_.allgather({stop ? 1.0 : 0.0})) stop = stop || flag.at(0) != 0;
+    if (stop) return false;
     json row = step();
     if (row.is_null()) return false;
     if (cb) cb->on_step(row);

@@ -18,6 +18,23 @@ json synthetic_config(int64_t epochs) {
   return j;
 }
 
+json tiny_meta_config() {
+  json run = synthetic_config(3);
+  run["algorithm"] = "ana";
+  run["ana"] = {
+      {"pretrain_epochs", 1},
+      {"schedule", {{"family", "ana_window"}, {"sigma0", 0.5}, {"layout", "sequential"}}}};
+  return {{"seed", 2},
+          {"threads", 2},
+          {"steps", 2},
+          {"validate_every", 2},
+          {"run", run},
+          {"tasks", {{"networks", {{{"type", "mlp"}, {"hidden", {16}}}}}, {"seeds", 2}}},
+          {"validation", {{"networks", {{{"type", "mlp"}, {"hidden", {8, 8}}}}}}},
+          {"controller", {{"hidden", 4}}},
+          {"estimator", {{"pairs", 2}, {"sigma", 0.1}}}};
+}
+
 }  // namespace qsched::test
 
 #include "inner/algorithms.h"

@@ -11,6 +11,10 @@ namespace qsched::test {
 
 json synthetic_config(int64_t epochs = 3);
 
+/// A meta-training config (meta/task.h) on synthetic_config() tasks: ANA, 2 antithetic pairs,
+/// 2 outer steps, a 4-unit controller; seconds per step on one core.
+json tiny_meta_config();
+
 /// Parses `j`, sets threads, loads the data on the CPU and builds the trainer with the
 /// config's algorithm (inner::make_algorithm).
 std::unique_ptr<inner::Trainer> make_trainer(const json& j);

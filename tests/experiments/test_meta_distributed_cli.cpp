@@ -1,0 +1,192 @@
+// qsched meta-train over several local processes (qsched launch, c10d Gloo on loopback):
+// bit-identical controllers for world sizes 1, 2, 3, resume with another world size, a killed
+// worker, Ctrl-C, and bad launch variables.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <sstream>
+
+#include "meta/controller_io.h"
+#include "meta/distributed.h"
+#include "tests/util/synthetic_config.h"
+#include "tests/util/test_util.h"
+
+namespace qsched::test {
+namespace {
+
+std::string write_meta_config(const TempDir& d, json cfg) {
+  cfg["threads"] = 1;
+  write_file(d.file("meta.json"), cfg.dump());
+  return d.file("meta.json");
+}
+
+std::string launch(int nproc, const std::string& meta_args) {
+  return nproc == 1
+             ? "meta-train --quiet " + meta_args
+             : "launch --nproc " + std::to_string(nproc) + " -- meta-train --quiet " + meta_args;
+}
+
+// theta of DIR/controller.pt as raw bytes (bit-exact comparison) and the metrics rows without
+// wall-clock fields.
+struct RunState {
+  std::string theta_bytes;
+  std::vector<json> rows;
+  int64_t step = -1;
+};
+
+RunState state_of(const std::string& dir) {
+  RunState s;
+  auto saved = meta::load_controller(dir);
+  auto theta = saved.controller->flat_parameters().contiguous();
+  s.theta_bytes.assign(static_cast<const char*>(theta.data_ptr()),
+                       theta.numel() * theta.element_size());
+  std::istringstream in(read_file(dir + "/meta_metrics.jsonl"));
+  std::vector<json> rows;
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty()) rows.push_back(json::parse(line));
+  s.rows = strip_time(rows);
+  s.step = saved.spec["meta"]["step"].get<int64_t>();
+  return s;
+}
+
+// Same controller bits and the same metrics (all rows, or the last one: a run stopped early
+// validates at its last step, so its earlier rows carry extra validation fields).
+void expect_same(const RunState& a, const RunState& b, const std::string& what,
+                 bool all_rows = true) {
+  EXPECT_EQ(a.step, b.step) << what;
+  EXPECT_FALSE(a.theta_bytes.empty()) << what;
+  EXPECT_TRUE(a.theta_bytes == b.theta_bytes) << what << ": controllers differ";
+  if (all_rows) {
+    EXPECT_EQ(a.rows, b.rows) << what;
+  } else {
+    ASSERT_FALSE(a.rows.empty() || b.rows.empty()) << what;
+    EXPECT_EQ(a.rows.size(), b.rows.size()) << what;
+    EXPECT_EQ(a.rows.back(), b.rows.back()) << what;
+  }
+}
+
+TEST(MetaTrainDistributed, ControllerIsBitIdenticalForWorldSizes1To3) {
+  TempDir d;
+  const std::string cfg = write_meta_config(d, tiny_meta_config());
+  RunState ref;
+  for (int world : {1, 2, 3}) {
+    const std::string out = d.file("w" + std::to_string(world));
+    auto r = run_qsched(launch(world, "--config " + cfg + " --out " + out), 600);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("2 outer steps"), std::string::npos) << r.output;
+    RunState s = state_of(out);
+    EXPECT_EQ(s.step, 2);
+    EXPECT_EQ(s.rows.size(), 2u);
+    if (world == 1)
+      ref = s;
+    else
+      expect_same(s, ref, "world " + std::to_string(world) + " vs 1");
+  }
+}
+
+TEST(MetaTrainDistributed, ResumeWithAnotherWorldSizeIsExact) {
+  TempDir d;
+  const std::string cfg = write_meta_config(d, tiny_meta_config());
+  auto r = run_qsched(launch(1, "--config " + cfg + " --out " + d.file("straight")), 600);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  // 1 step with 2 ranks, then the last step with 3 ranks.
+  r = run_qsched(launch(2, "--config " + cfg + " --out " + d.file("split") + " --steps 1"), 600);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = run_qsched(launch(3, "--resume --out " + d.file("split") + " --steps 2"), 600);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  expect_same(state_of(d.file("split")), state_of(d.file("straight")), "2+3 ranks vs 1",
+              /*all_rows=*/false);
+}
+
+TEST(MetaTrainDistributed, KilledWorkerStopsTheRunAndTheCheckpointResumes) {
+  TempDir d;
+  json long_cfg = tiny_meta_config();
+  long_cfg["steps"] = 1000;
+  long_cfg["validate_every"] = 0;
+  const std::string cfg = write_meta_config(d, long_cfg);
+  const std::string out = d.file("run");
+  // Wait for the first checkpoint, then kill -9 rank 1 (found through its environment).
+  auto r = run_shell(
+      qsched_binary() + " launch --nproc 2 --grace 5 -- meta-train --quiet --config " + cfg +
+      " --out " + out + " > " + d.file("launch.log") +
+      " 2>&1 & L=$!; "
+      "for i in $(seq 1 3000); do [ -f " +
+      out +
+      "/meta_state.pt ] && break; sleep 0.1; done; "
+      "for c in $(pgrep -P $L); do "
+      "  tr '\\0' '\\n' < /proc/$c/environ | grep -qx RANK=1 && kill -9 $c; "
+      "done; "
+      "( sleep 120; kill -9 $L ) >/dev/null 2>&1 & W=$!; wait $L; echo \"launch_exit=$?\"; "
+      "kill $W 2>/dev/null");
+  std::string log = read_file(d.file("launch.log"));
+  EXPECT_NE(r.output.find("launch_exit=137"), std::string::npos) << r.output << log;
+  EXPECT_NE(log.find("qsched launch: error: rank 1 of 2 was killed by signal 9"), std::string::npos)
+      << log;
+  // Rank 0 noticed by itself (closed connection), with one clear line.
+  EXPECT_NE(log.find("qsched meta-train: internal error: distributed allgather failed on rank 0 "
+                     "of 2: a peer exited or did not answer"),
+            std::string::npos)
+      << log;
+  // The last checkpoint is intact: resume it with another world size.
+  RunState before = state_of(out);
+  ASSERT_GE(before.step, 1);
+  r = run_qsched(launch(3, "--resume --out " + out + " --steps " + std::to_string(before.step + 1)),
+                 600);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(state_of(out).step, before.step + 1);
+}
+
+TEST(MetaTrainDistributed, CtrlCStopsEveryRankWithACheckpoint) {
+  TempDir d;
+  json long_cfg = tiny_meta_config();
+  long_cfg["steps"] = 1000;
+  long_cfg["validate_every"] = 0;
+  const std::string cfg = write_meta_config(d, long_cfg);
+  const std::string out = d.file("run");
+  auto r = run_shell(qsched_binary() + " launch --nproc 2 -- meta-train --quiet --config " + cfg +
+                     " --out " + out + " > " + d.file("launch.log") +
+                     " 2>&1 & L=$!; "
+                     "for i in $(seq 1 3000); do [ -f " +
+                     out +
+                     "/meta_state.pt ] && break; sleep 0.1; done; kill -INT $L; "
+                     "( sleep 120; kill -9 $L ) >/dev/null 2>&1 & W=$!; wait $L; "
+                     "echo \"launch_exit=$?\"; kill $W 2>/dev/null");
+  std::string log = read_file(d.file("launch.log"));
+  EXPECT_NE(r.output.find("launch_exit=130"), std::string::npos) << r.output << log;
+  EXPECT_NE(log.find("interrupted: meta-state of step"), std::string::npos) << log;
+  EXPECT_EQ(log.find("error"), std::string::npos) << log;
+  RunState before = state_of(out);
+  r = run_qsched(launch(2, "--resume --out " + out + " --steps " + std::to_string(before.step + 1)),
+                 600);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(state_of(out).step, before.step + 1);
+}
+
+TEST(MetaTrainDistributed, BadLaunchVariablesAreOneLineErrors) {
+  TempDir d;
+  const std::string cfg = write_meta_config(d, tiny_meta_config());
+  const std::string args = " meta-train --config " + cfg + " --out " + d.file("o");
+  auto env_run = [&](const std::string& env) {
+    return run_shell("env " + env + " timeout 120 " + qsched_binary() + args);
+  };
+  expect_one_line_error(env_run("WORLD_SIZE=2 RANK=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=29500"),
+                        "RANK=2 with WORLD_SIZE=2");
+  expect_one_line_error(env_run("WORLD_SIZE=two RANK=0"), "WORLD_SIZE='two' is not an integer");
+  expect_one_line_error(env_run("WORLD_SIZE=2 RANK=1 MASTER_ADDR=127.0.0.1"),
+                        "MASTER_PORT is not set");
+  const int port = meta::free_loopback_port();
+  expect_one_line_error(env_run("WORLD_SIZE=2 RANK=1 MASTER_ADDR=127.0.0.1 MASTER_PORT=" +
+                                std::to_string(port) + " QSCHED_DIST_TIMEOUT=1"),
+                        "rank 1 cannot reach the master");
+  // A bad config on rank 0 stops every rank with rank 0's message and exit code 2.
+  auto r = run_qsched(
+      "launch --nproc 2 -- meta-train --config " + d.file("missing.json") + " --out " + d.file("o"),
+      120);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("[rank 1] qsched meta-train: error: rank 0: "), std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("missing.json"), std::string::npos) << r.output;
+}
+
+}  // namespace
+}  // namespace qsched::test
