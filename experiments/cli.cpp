@@ -36,6 +36,8 @@ const std::vector<Command>& commands() {
       {"sweep-report", "report.md and plots of a sweep directory", cmd_sweep_report},
       {"meta-train", "meta-train a schedule controller (ES) on a task family", cmd_meta_train},
       {"apply", "run INQ/ANA on a network with a trained controller as the schedule", cmd_apply},
+      {"compare", "learned vs hand-coded schedules, paired over seeds: table, report, plots",
+       cmd_compare},
       {"launch", "N local workers of a command for distributed runs (RANK, WORLD_SIZE...)",
        cmd_launch},
   };
@@ -47,7 +49,7 @@ void print_help() {
       "qsched: learned schedules for quantization-aware training (INQ, ANA) on LibTorch\n\n"
       "usage: qsched <command> [flags]      (qsched <command> --help for its flags)\n\n"
       "commands:\n");
-  for (const auto& c : commands()) std::printf("  %-8s %s\n", c.name, c.summary);
+  for (const auto& c : commands()) std::printf("  %-12s %s\n", c.name, c.summary);
   std::printf(
       "\nexit codes: 0 ok, 2 bad input (usage, config, data, checkpoint), 1 internal error,\n"
       "            130 interrupted (checkpoint saved; continue with --resume)\n");

@@ -29,6 +29,7 @@ int cmd_sweep(const std::vector<std::string>& args);
 int cmd_sweep_report(const std::vector<std::string>& args);
 int cmd_meta_train(const std::vector<std::string>& args);
 int cmd_apply(const std::vector<std::string>& args);
+int cmd_compare(const std::vector<std::string>& args);
 int cmd_launch(const std::vector<std::string>& args);
 
 }  // namespace qsched::cli

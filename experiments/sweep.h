@@ -80,6 +80,10 @@ int run_sweep(const json& base_config, const SweepGrid& grid, const json& grid_d
 /// missing gnuplot an error) from <out>/results.csv and the run directories.
 void write_sweep_report(const std::string& out_dir, bool require_plots);
 
+/// The 97.5% quantile of Student's t with `df` degrees of freedom (95% two-sided intervals;
+/// table up to 20, then 2.05 / 2.01 / 1.96); NaN for df <= 0.
+double t975(int64_t df);
+
 /// Loads <out>/results.csv as header + rows (validated: every row has the header's width).
 std::pair<std::vector<std::string>, std::vector<CsvRow>> load_results(const std::string& out_dir);
 

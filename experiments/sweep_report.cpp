@@ -18,8 +18,6 @@
 
 namespace qsched::cli {
 
-namespace {
-
 double t975(int64_t df) {
   static const double t[] = {0,     12.706, 4.303, 3.182, 2.776, 2.571, 2.447,
                              2.365, 2.306,  2.262, 2.228, 2.201, 2.179, 2.160,
@@ -28,6 +26,8 @@ double t975(int64_t df) {
   if (df <= 20) return t[df];
   return df <= 30 ? 2.05 : df <= 60 ? 2.01 : 1.96;
 }
+
+namespace {
 
 struct Stat {
   int64_t n = 0;
