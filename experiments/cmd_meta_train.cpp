@@ -39,18 +39,22 @@ struct ProgressCallbacks : meta::MetaCallbacks {
       : first_(first), until_(until), quiet_(quiet), bar_("meta-train", until - first, !quiet) {}
   void on_step(const json& row) override {
     const int64_t k = row["step"].get<int64_t>();
-    std::string line = "step " + std::to_string(k) + "/" + std::to_string(until_) +
-                       ": fitness mean " + fmt(row["mean_fitness"]) + " best " +
-                       fmt(row["best_fitness"]) + ", acc " + fmt(row["mean_acc"]) + " (base " +
-                       fmt(row["base_acc"]) + "), |g| " + fmt(row["grad_norm"], "%.3g") + ", " +
-                       fmt(row["seconds"], "%.1f") + "s";
+    const bool mg = row.contains("meta_loss");  // metagrad rows: no whole-run fitness
+    std::string line =
+        "step " + std::to_string(k) + "/" + std::to_string(until_) +
+        (mg ? ": meta-loss " + fmt(row["meta_loss"]) + ", hard loss " + fmt(row["hard_loss"]) +
+                  ", acc " + fmt(row["mean_acc"])
+            : ": fitness mean " + fmt(row["mean_fitness"]) + " best " + fmt(row["best_fitness"]) +
+                  ", acc " + fmt(row["mean_acc"]) + " (base " + fmt(row["base_acc"]) + ")") +
+        ", |g| " + fmt(row["grad_norm"], "%.3g") + ", " + fmt(row["seconds"], "%.1f") + "s";
     if (row["diverged"].get<int64_t>() > 0)
       line += ", " + std::to_string(row["diverged"].get<int64_t>()) + " diverged runs";
     if (row.contains("val_fitness"))
       line += " | validation fitness " + fmt(row["val_fitness"]) + ", acc " + fmt(row["val_acc"]) +
               " (base " + fmt(row["val_base_acc"]) + ")";
     if (!quiet_) bar_.line(line);
-    bar_.update(k - first_, "fitness " + fmt(row["mean_fitness"]));
+    bar_.update(k - first_,
+                mg ? "meta-loss " + fmt(row["meta_loss"]) : "fitness " + fmt(row["mean_fitness"]));
   }
   void finish() { bar_.finish(); }
 
@@ -211,8 +215,8 @@ int cmd_meta_train(const std::vector<std::string>& args) {
   std::printf(
       "%s: %lld outer steps; last mean fitness %s, last validation fitness %s "
       "(1 = base schedule, lower is better); controller in %s/controller.json\n",
-      out.c_str(), static_cast<long long>(mt.steps_done()), fmt(h.back()["mean_fitness"]).c_str(),
-      val.c_str(), out.c_str());
+      out.c_str(), static_cast<long long>(mt.steps_done()),
+      fmt(h.back().value("mean_fitness", json())).c_str(), val.c_str(), out.c_str());
   return kExitOk;
 }
 

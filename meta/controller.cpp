@@ -101,14 +101,30 @@ std::vector<double> ControllerSchedule::values(const sched::ScheduleContext& ctx
   auto base = base_->values(ctx);
   if (ctx.epoch == 0 || !hidden_.defined() || hidden_.size(0) != L)
     hidden_ = torch::zeros({L, H}, torch::kFloat);
+  called_ = true;
+  last_ctx_ = ctx;
+  last_base_ = base;
+  last_hidden_in_ = hidden_;
   torch::NoGradGuard ng;
-  auto x = make_features(ctx, base, quantity());
-  auto [h, d] = controller_->step(x, hidden_);
+  // Inputs in the parameters' dtype (float32 normally; double for gradient checks).
+  auto dtype = controller_->parameters().front().scalar_type();
+  auto x = make_features(ctx, base, quantity()).to(dtype);
+  auto [h, d] = controller_->step(x, hidden_.to(dtype));
   hidden_ = h;
   auto v = combine_outputs(quantity(), torch::tensor(base, torch::kDouble), ctx.previous, d,
                            ctx.epoch + 1 == ctx.total_epochs);
   auto a = v.contiguous();
   return std::vector<double>(a.data_ptr<double>(), a.data_ptr<double>() + L);
+}
+
+torch::Tensor ControllerSchedule::last_values_with_grad() {
+  TORCH_CHECK_VALUE(called_, "ControllerSchedule: no values() call to recompute yet");
+  torch::AutoGradMode grad(true);
+  auto dtype = controller_->parameters().front().scalar_type();
+  auto x = make_features(last_ctx_, last_base_, quantity()).to(dtype);
+  auto [h, d] = controller_->step(x, last_hidden_in_.to(dtype));
+  return combine_outputs(quantity(), torch::tensor(last_base_, torch::kDouble), last_ctx_.previous,
+                         d, last_ctx_.epoch + 1 == last_ctx_.total_epochs);
 }
 
 json ControllerSchedule::describe() const {

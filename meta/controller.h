@@ -99,10 +99,21 @@ class ControllerSchedule : public sched::Schedule {
   torch::Tensor hidden() const { return hidden_; }
   void set_hidden(const torch::Tensor& h) { hidden_ = h; }
 
+  /// The values of the last values() call recomputed from the same context, base values and
+  /// input hidden state, with an autograd graph through the controller's CURRENT parameters
+  /// (the meta-gradient estimator; the parameters may be double): double [L]. Equal to what
+  /// values() returned while the parameters are unchanged. c10::ValueError before any call.
+  torch::Tensor last_values_with_grad();
+
  private:
   Controller controller_;
   std::unique_ptr<sched::Schedule> base_;
   torch::Tensor hidden_;
+  // Inputs of the last values() call (for last_values_with_grad).
+  bool called_ = false;
+  sched::ScheduleContext last_ctx_;
+  std::vector<double> last_base_;
+  torch::Tensor last_hidden_in_;
 };
 
 }  // namespace qsched::meta

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "inner/algorithms.h"
+#include "inner/ana/ana.h"
 #include "inner/io.h"
 #include "inner/runtime.h"
 #include "meta/controller_io.h"
@@ -119,7 +120,9 @@ json MetaTrainer::step() {
                 v_before = adam_->v.clone();
   std::vector<Task> tasks;
   std::vector<torch::Tensor> thetas;
-  json row = cfg_.estimator.name == "pes" ? pes_step() : es_step(tasks, thetas);
+  json row = cfg_.estimator.name == "pes"        ? pes_step()
+             : cfg_.estimator.name == "metagrad" ? metagrad_step()
+                                                 : es_step(tasks, thetas);
   if (row.is_null()) {
     if (cfg_.estimator.name == "pes") consistent_ = false;
     return row;
@@ -311,6 +314,118 @@ json MetaTrainer::pes_step() {
           {"theta_norm", theta_.norm().item<double>()},
           {"sigma", sigma},
           {"members", 2 * P}};
+}
+
+SegmentMetaGrad segment_metagrad(inner::Trainer& t, ControllerSchedule& schedule, Controller& ctrl,
+                                 int64_t K, const MetaGradOptions& options) {
+  auto* ana = dynamic_cast<inner::ana::AnaAlgorithm*>(&t.algorithm());
+  TORCH_CHECK_VALUE(ana != nullptr, "metagrad estimator: algorithm = \"", t.algorithm().name(),
+                    "\"; it needs \"ana\"");
+  auto& driver = ana->driver();
+  const int64_t e = t.epoch();
+  TORCH_CHECK_VALUE(e >= driver.start() && e < driver.start() + driver.epochs(),
+                    "metagrad estimator: epoch ", e, " is not a quantization epoch (",
+                    driver.start(), " .. ", driver.start() + driver.epochs() - 1, ")");
+  if (!driver.recorded(e)) ana->on_epoch_start(t, e);  // the schedule sees epoch e's context
+  torch::Tensor sigma = schedule.last_values_with_grad();
+  MetaGradResult r = metagrad(t, sigma, K, options);
+  ctrl->zero_grad();
+  sigma.backward(r.dsigma);
+  std::vector<torch::Tensor> g;
+  for (const auto& p : ctrl->parameters())
+    g.push_back(p.grad().defined() ? p.grad().reshape({-1}) : torch::zeros({p.numel()}, p.dtype()));
+  SegmentMetaGrad out;
+  out.meta_loss = r.meta_loss;
+  out.hard_loss = r.hard_loss;
+  out.hard_acc = r.hard_acc;
+  out.sigma = sigma.detach();
+  out.grad = torch::cat(g);
+  return out;
+}
+
+json MetaTrainer::metagrad_step() {
+  const int64_t k = step_, P = cfg_.estimator.pairs, n = theta_.numel();
+  auto pool = task_pool(cfg_, false);
+  const json base_spec = cfg_.base_schedule();
+  std::vector<Task> tasks;
+  std::map<std::string, data::Splits> splits;
+  for (int64_t i = 0; i < P; ++i) {
+    tasks.push_back(sample_task(cfg_, pool, k, i));
+    if (!splits.count(tasks[i].key()))
+      splits[tasks[i].key()] = data_.get(task_run_config(cfg_, tasks[i]));
+  }
+  const MetaGradOptions mopt;
+  // Row of task i: meta_loss, hard_loss, hard_acc, diverged, interrupted, epoch, grad[n].
+  constexpr int64_t kHead = 6;
+  auto rows = evaluate_members(P, kHead + n, cfg_.threads, coll_, [&](int64_t i) {
+    std::vector<double> row(kHead + n, 0.0);
+    inner::RunConfig rc = task_run_config(cfg_, tasks[i]);
+    Controller ctrl(cfg_.controller);
+    ctrl->set_flat_parameters(theta_);
+    auto cs = std::make_unique<ControllerSchedule>(
+        ctrl, sched::make_schedule(base_spec, cfg_.quantity(), "base schedule"));
+    ControllerSchedule* sp = cs.get();
+    inner::Trainer t(rc, splits.at(tasks[i].key()), inner::make_algorithm(rc, std::move(cs)));
+    auto& driver = dynamic_cast<inner::ana::AnaAlgorithm&>(t.algorithm()).driver();
+    TORCH_CHECK_VALUE(driver.epochs() >= 2,
+                      "meta config: estimator \"metagrad\" needs >= 2 ANA "
+                      "quantization epochs (train.epochs - ana.pretrain_epochs), got ",
+                      driver.epochs());
+    const uint64_t draw = data::derive_seed(data::derive_seed(cfg_.seed, 0x3e7a, k), 0x5e9, i);
+    const int64_t e = driver.start() + static_cast<int64_t>(draw % (driver.epochs() - 1));
+    row[5] = static_cast<double>(e);
+    auto term = t.run(e);
+    if (term == inner::Termination::kInterrupted) {
+      row[4] = 1.0;
+      return row;
+    }
+    if (term == inner::Termination::kDiverged) {
+      row[3] = 1.0;
+      return row;
+    }
+    SegmentMetaGrad s = segment_metagrad(t, *sp, ctrl, cfg_.estimator.unroll, mopt);
+    row[0] = s.meta_loss;
+    row[1] = s.hard_loss;
+    row[2] = s.hard_acc;
+    if (!std::isfinite(s.meta_loss) || !torch::isfinite(s.grad).all().item<bool>()) {
+      row[3] = 1.0;
+      return row;
+    }
+    auto g = s.grad.to(torch::kDouble).contiguous();
+    std::copy(g.data_ptr<double>(), g.data_ptr<double>() + n, row.begin() + kHead);
+    return row;
+  });
+  for (const auto& r : rows)
+    if (r[4] != 0.0) return json();
+  auto g = torch::zeros({n}, torch::kDouble);
+  std::vector<double> loss, hard, acc;
+  int64_t diverged = 0;
+  json epochs = json::array();
+  for (int64_t i = 0; i < P; ++i) {
+    const auto& r = rows[i];
+    epochs.push_back(static_cast<int64_t>(r[5]));
+    if (r[3] != 0.0) {
+      ++diverged;
+      continue;
+    }
+    loss.push_back(r[0]);
+    hard.push_back(r[1]);
+    acc.push_back(r[2]);
+    g.add_(torch::tensor(std::vector<double>(r.begin() + kHead, r.end()), torch::kDouble));
+  }
+  g = (g / static_cast<double>(P)).to(torch::kFloat);
+  adam_->step(theta_, g);
+  ++step_;
+  return {{"step", step_},
+          {"meta_loss", num(finite_mean(loss))},
+          {"hard_loss", num(finite_mean(hard))},
+          {"mean_acc", num(finite_mean(acc))},
+          {"diverged", diverged},
+          {"segment_epochs", epochs},
+          {"unroll", cfg_.estimator.unroll},
+          {"grad_norm", g.norm().item<double>()},
+          {"theta_norm", theta_.norm().item<double>()},
+          {"members", P}};
 }
 
 json MetaTrainer::validate() {

@@ -39,6 +39,22 @@
 // The meta-state checkpoint then also holds every particle (task, A_i, epoch, controller hidden
 // states) and the inner trainers' checkpoints (files pes_<step>_<i>_<sign>.pt).
 //
+// Meta-gradient ("estimator": {"name": "metagrad", "pairs": P, "unroll": K}; ANA only): per
+// outer step, for each of P sampled tasks i (sample_task(k, i)):
+//   e_i  = a quantization epoch in [0, T - 2] drawn from (seed, k, i)  (the last epoch's sigma is
+//          0 by construction and has no gradient)
+//   the inner run of theta (a ControllerSchedule) trains to the start of e_i; the schedule is
+//   asked for e_i as the trainer would (features, observations, hidden state), and the same
+//   per-unit sigma is recomputed with an autograd graph through theta (segment_metagrad below)
+//   J_i, dJ_i/dsigma = metagrad(trainer, sigma, K) (meta/metagrad.h: K unrolled SGD steps,
+//          surrogate validation loss at MetaGradOptions::eval_sigma)
+//   g_i  = dJ_i/dtheta = sigma.backward(dJ_i/dsigma)      (truncated: the trajectory before e_i
+//          is held fixed)
+//   g = mean_i g_i; theta <- Adam(theta, g + wd theta)   (the same FlatAdam as ES)
+// Tasks run in parallel like ES members (evaluate_members: threads and ranks, all rows
+// allgathered), so every rank applies the same update; the meta-state is (theta, Adam, step) as
+// for ES. A diverged inner run contributes a zero gradient (counted in "diverged").
+//
 // Interruption (qsched::interrupted()): the step in progress is abandoned (its inner runs stop at
 // a step boundary), run() returns false; the caller saves the checkpoint of the last finished
 // step and exits 130; --resume recomputes the abandoned step exactly.
@@ -53,6 +69,7 @@
 #include "meta/collective.h"
 #include "meta/controller.h"
 #include "meta/es.h"
+#include "meta/metagrad.h"
 #include "meta/task.h"
 
 namespace qsched::meta {
@@ -61,6 +78,22 @@ struct MetaCallbacks {
   virtual ~MetaCallbacks() = default;
   virtual void on_step(const json& row) {}
 };
+
+/// One task segment of the metagrad estimator.
+struct SegmentMetaGrad {
+  double meta_loss = 0, hard_loss = 0, hard_acc = 0;  ///< metagrad's J and hard metrics
+  torch::Tensor sigma;  ///< the controller's per-unit sigma of the segment, detached double [U]
+  torch::Tensor grad;   ///< dJ/dtheta, flat in flat_parameters() order, the parameters' dtype
+};
+
+/// `t` stands at the start of quantization epoch e (t.epoch(); not yet started) of an ANA run
+/// scheduled by `schedule`, which is driven by `ctrl`. Asks the schedule for epoch e through the
+/// algorithm (if not yet recorded), recomputes those values with a graph through ctrl's current
+/// parameters (ControllerSchedule::last_values_with_grad), unrolls K steps (metagrad) and
+/// backpropagates into ctrl's parameters (their .grad is overwritten). The trainer state at e is
+/// a constant of J. c10::ValueError for a non-ANA trainer or a past-the-end epoch.
+SegmentMetaGrad segment_metagrad(inner::Trainer& t, ControllerSchedule& schedule, Controller& ctrl,
+                                 int64_t K, const MetaGradOptions& options = {});
 
 class MetaTrainer {
  public:
@@ -96,6 +129,7 @@ class MetaTrainer {
   void write_metrics() const;
   json es_step(std::vector<Task>& tasks, std::vector<torch::Tensor>& thetas);
   json pes_step();
+  json metagrad_step();
 
   /// A PES particle (one antithetic pair of persistent inner runs).
   struct Particle {

@@ -60,25 +60,28 @@ json MetaConfig::base_schedule() const {
 }
 
 json MetaConfig::to_json() const {
-  return {{"seed", seed},
-          {"threads", threads},
-          {"steps", steps},
-          {"validate_every", validate_every},
-          {"checkpoint_every", checkpoint_every},
-          {"run", run},
-          {"tasks", family_json(tasks)},
-          {"validation", family_json(validation)},
-          {"controller", controller.to_json()},
-          {"estimator",
-           {{"name", estimator.name},
-            {"pairs", estimator.pairs},
-            {"sigma", estimator.sigma},
-            {"segment_epochs", estimator.segment_epochs}}},
-          {"optimizer",
-           {{"lr", optimizer.lr()},
-            {"weight_decay", optimizer.weight_decay()},
-            {"beta1", optimizer.beta1()},
-            {"beta2", optimizer.beta2()}}}};
+  json j = {{"seed", seed},
+            {"threads", threads},
+            {"steps", steps},
+            {"validate_every", validate_every},
+            {"checkpoint_every", checkpoint_every},
+            {"run", run},
+            {"tasks", family_json(tasks)},
+            {"validation", family_json(validation)},
+            {"controller", controller.to_json()},
+            {"estimator",
+             {{"name", estimator.name},
+              {"pairs", estimator.pairs},
+              {"sigma", estimator.sigma},
+              {"segment_epochs", estimator.segment_epochs}}},
+            {"optimizer",
+             {{"lr", optimizer.lr()},
+              {"weight_decay", optimizer.weight_decay()},
+              {"beta1", optimizer.beta1()},
+              {"beta2", optimizer.beta2()}}}};
+  // Only metagrad configs carry "unroll" (older es/pes checkpoints keep their config identity).
+  if (estimator.name == "metagrad") j["estimator"]["unroll"] = estimator.unroll;
+  return j;
 }
 
 MetaConfig MetaConfig::from_json(const json& j) {
@@ -112,10 +115,10 @@ MetaConfig MetaConfig::from_json(const json& j) {
     JsonReader e = r.child("estimator");
     c.estimator.name = e.get<std::string>("name", c.estimator.name);
     e.check_one_of("name", c.estimator.name, {"es", "pes", "metagrad"});
-    TORCH_CHECK_VALUE(c.estimator.name != "metagrad",
-                      "meta config: estimator.name = \"metagrad\" is not available in this build "
-                      "(the truncated meta-gradient estimator, meta/metagrad.h, is not merged "
-                      "yet); use \"es\"");
+    TORCH_CHECK_VALUE(c.estimator.name != "metagrad" || c.algorithm() == "ana",
+                      "meta config: estimator.name = \"metagrad\" needs run.algorithm = \"ana\" "
+                      "(got \"",
+                      c.algorithm(), "\"; INQ has no differentiable schedule)");
     c.estimator.pairs = e.get<int64_t>("pairs", c.estimator.pairs);
     e.check(c.estimator.pairs >= 1 && c.estimator.pairs <= 1024, "pairs", c.estimator.pairs,
             "1 <= pairs <= 1024");
@@ -123,6 +126,9 @@ MetaConfig MetaConfig::from_json(const json& j) {
     c.estimator.segment_epochs = e.get<int64_t>("segment_epochs", c.estimator.segment_epochs);
     e.check(c.estimator.segment_epochs >= 1, "segment_epochs", c.estimator.segment_epochs,
             "segment_epochs >= 1");
+    c.estimator.unroll = e.get<int64_t>("unroll", c.estimator.unroll);
+    e.check(c.estimator.unroll >= 1 && c.estimator.unroll <= 100000, "unroll", c.estimator.unroll,
+            "1 <= unroll <= 100000");
     e.check(std::isfinite(c.estimator.sigma) && c.estimator.sigma > 0, "sigma", c.estimator.sigma,
             "sigma > 0");
     e.finish();

@@ -21,8 +21,8 @@
 //                              // "es" (antithetic ES on whole inner runs, meta/es.h)
 //                              // | "pes" (persistent ES on truncated runs of segment_epochs
 //                              //   epochs per outer step, meta/outer_loop.h)
-//                              // | "metagrad" (ANA only, meta/metagrad.h: reserved, rejected
-//                              //   until that estimator is compiled in)
+//                              // | "metagrad" (ANA only: truncated meta-gradient through
+//                              //   "unroll" inner SGD steps, meta/outer_loop.h, meta/metagrad.h)
 //   "optimizer": {"lr": 0.02, "weight_decay": 0.005, "beta1": 0.9, "beta2": 0.999}
 // }
 //
@@ -65,6 +65,7 @@ struct EstimatorOptions {
   int64_t pairs = 4;           ///< antithetic pairs per outer step (population 2 * pairs)
   double sigma = 0.05;         ///< perturbation scale on theta
   int64_t segment_epochs = 2;  ///< pes: inner epochs per outer step (truncation length)
+  int64_t unroll = 20;         ///< metagrad: unrolled inner SGD steps K per task
 };
 
 struct MetaConfig {
