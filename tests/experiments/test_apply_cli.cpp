@@ -171,3 +171,43 @@ TEST(ApplyCli, ResumeAtAnEpochBoundaryIsExact) {
   second.run(8);
   EXPECT_EQ(test::strip_time(straight.history()), test::strip_time(second.history()));
 }
+
+TEST(CompareCli, PairedRunsResultsAndReportResumable) {
+  test::TempDir dir;
+  std::string ctrl = save_random_controller(dir, "inq", 0.5);
+  std::string cfg = write_config(dir, "inq.json", inq_config(6));
+  json spec = {
+      {"config", cfg},
+      {"targets", {{{"name", "mlp"}}}},
+      {"schedules",
+       {{{"name", "learned"}, {"controller", ctrl}}, {{"name", "base"}, {"schedule", kBase}}}},
+      {"reference", "base"},
+      {"seeds", 2}};
+  std::string path = write_config(dir, "compare.json", spec);
+  auto r = run_qsched("compare --quiet --jobs 2 --config " + path + " --out " + dir.file("cmp"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::string csv = test::read_file(dir.file("cmp/results.csv"));
+  EXPECT_EQ(test::count_lines(csv), 5) << csv;  // header + 2 schedules x 2 seeds
+  std::string md = test::read_file(dir.file("cmp/report.md"));
+  EXPECT_NE(md.find("| learned |"), std::string::npos) << md;
+  EXPECT_NE(md.find("(reference)"), std::string::npos) << md;
+  // The learned runs equal qsched apply with the same seed (same init, data order, schedule).
+  auto a = run_qsched("apply --quiet --controller " + ctrl + " --config " + cfg + " --seed 1" +
+                      " --out " + dir.file("apply"));
+  ASSERT_EQ(a.exit_code, 0) << a.output;
+  EXPECT_EQ(metrics(dir.file("apply")), metrics(dir.file("cmp/runs/mlp/learned/s1")));
+  // Rerun: everything is finished, same results.
+  auto again = run_qsched("compare --quiet --config " + path + " --out " + dir.file("cmp"));
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_EQ(test::read_file(dir.file("cmp/results.csv")), csv);
+
+  spec["reference"] = "nope";
+  expect_one_line_error(run_qsched("compare --config " + write_config(dir, "bad.json", spec) +
+                                   " --out " + dir.file("bad")),
+                        "reference");
+  spec["reference"] = "base";
+  spec["seeds"] = 1;
+  expect_one_line_error(run_qsched("compare --config " + write_config(dir, "bad2.json", spec) +
+                                   " --out " + dir.file("bad")),
+                        "seeds");
+}
