@@ -78,4 +78,9 @@ void install_interrupt_handlers() {
 bool interrupted() { return g_interrupted.load(std::memory_order_relaxed); }
 void set_interrupted(bool v) { g_interrupted.store(v); }
 
+std::mutex& global_generator_mutex() {
+  static std::mutex m;
+  return m;
+}
+
 }  // namespace qsched

@@ -2,6 +2,7 @@
 // Process-wide runtime settings: BLAS detection, thread counts, devices, interruption.
 #include <torch/torch.h>
 
+#include <mutex>
 #include <string>
 
 namespace qsched {
@@ -26,6 +27,12 @@ void install_interrupt_handlers();
 bool interrupted();
 /// For tests: sets/clears the flag.
 void set_interrupted(bool v);
+
+/// Held by everything that touches torch's global generator (module construction runs the
+/// default parameter init, torch::manual_seed): trainers and controllers are built concurrently
+/// in worker threads (meta-training, compare), and an unguarded construction in one thread would
+/// shift another thread's seeded initialization.
+std::mutex& global_generator_mutex();
 
 /// Exit code used after an interrupted run saved its checkpoint.
 constexpr int kExitInterrupted = 130;

@@ -96,8 +96,7 @@ Trainer::Trainer(RunConfig cfg, data::Splits data, std::unique_ptr<Algorithm> al
     // Initialization is the only use of torch's global generator: serialized, so trainers can
     // be built and run concurrently in threads (meta-training populations) and stay
     // deterministic. Everything random during training uses generators derived from the seed.
-    static std::mutex init_mutex;
-    std::lock_guard<std::mutex> lock(init_mutex);
+    std::lock_guard<std::mutex> lock(global_generator_mutex());
     torch::manual_seed(data::derive_seed(cfg_.seed, 0x1417));
     net_ = build_for(cfg_, data_);
   }

@@ -4,6 +4,7 @@
 
 #include "datasets/dataset.h"
 #include "inner/json_reader.h"
+#include "inner/runtime.h"
 #include "meta/features.h"
 
 namespace qsched::meta {
@@ -27,6 +28,9 @@ ControllerOptions ControllerOptions::from_json(const json& j, const std::string&
 ControllerImpl::ControllerImpl(ControllerOptions opt) : opt_(opt) {
   opt_.validate();
   const int64_t H = opt_.hidden();
+  // The submodules' default init draws from torch's global generator (then overwritten below):
+  // hold its lock so a controller built in a worker thread cannot shift a trainer's seeded init.
+  std::lock_guard<std::mutex> lock(global_generator_mutex());
   gru_ = register_module("gru", torch::nn::GRUCell(torch::nn::GRUCellOptions(kNumFeatures + H, H)));
   head_ = register_module("head", torch::nn::Linear(H, 1));
   // Deterministic init from a private generator (never torch's global one), head = 0.
