@@ -3,6 +3,8 @@
 
 #include "experiments/cli.h"
 #include "experiments/run_flags.h"
+#include "inner/io.h"
+#include "inner/json_reader.h"
 #include "inner/run.h"
 #include "inner/runtime.h"
 
@@ -29,8 +31,9 @@ struct Stage {
   int bits;
   int epochs_per_step;
   int epochs;
+  const char* codebook;  ///< ternary needs min-error: the paper's rule zeroes most weights
 };
-const Stage kInqStages[] = {{"inq5", 5, 2, 7}, {"inq2", 2, 1, 10}};
+const Stage kInqStages[] = {{"inq5", 5, 2, 7, "paper"}, {"inq2", 2, 1, 10, "min-error"}};
 
 json run_stage(const inner::RunConfig& cfg, const std::string& dir) {
   std::error_code ec;
@@ -47,23 +50,34 @@ json run_stage(const inner::RunConfig& cfg, const std::string& dir) {
 int cmd_demo(const std::vector<std::string>& args) {
   RunFlags flags;
   std::string out = "runs/demo";
+  int meta_steps = 25;
   po::options_description desc("qsched demo flags");
   desc.add_options()("help,h", "show this help")("out", po::value(&out)->default_value(out),
-                                                 "directory for the demo's runs (replaced)");
+                                                 "directory for the demo's runs (replaced)")(
+      "meta-steps", po::value(&meta_steps)->default_value(meta_steps),
+      "outer steps of the controller's meta-training (0 skips stages 4 and 5)");
   flags.add_to(desc);
   po::variables_map vm;
-  if (!parse_flags(args, desc, vm,
-                   "usage: qsched demo [--out DIR] [overrides]\n\n"
-                   "Runs the main job on the embedded default data (Fashion-MNIST):\n"
-                   "  1. float MLP 784-256-10, 10 epochs (train/val split of the training files)\n"
-                   "  2. INQ from that model to 5-bit powers of two, portions {0.5,0.75,0.875,1}\n"
-                   "  3. INQ from that model to ternary {0, ±2^n1}, the paper's 2-bit portions\n"
-                   "and prints the test accuracies. Overrides apply to the float stage's config\n"
-                   "(e.g. --epochs 3 --subset 5000 for a quick look)."))
+  if (!parse_flags(
+          args, desc, vm,
+          "usage: qsched demo [--out DIR] [overrides]\n\n"
+          "Runs the main job on the embedded default data (Fashion-MNIST):\n"
+          "  1. float MLP 784-256-10, 10 epochs (train/val split of the training files)\n"
+          "  2. INQ from that model to 5-bit powers of two, portions {0.5,0.75,0.875,1}\n"
+          "  3. INQ from that model to ternary {0, ±2^n1} (min-error codebook), the\n"
+          "     paper's 2-bit portions\n"
+          "  4. meta-trains a ternary-INQ schedule controller on small MLP tasks\n"
+          "     (experiments/configs/meta_inq_mlp.json, --meta-steps outer ES steps)\n"
+          "  5. applies it to held-out networks (MLP 96 and a 3-hidden-layer MLP) and\n"
+          "     compares it with hand-coded schedules over 5 paired seeds (report + plots)\n"
+          "and prints the test accuracies. Overrides apply to the float stage's config\n"
+          "(e.g. --epochs 3 --subset 5000 for a quick look)."))
     return kExitOk;
+  TORCH_CHECK_VALUE(meta_steps >= 0, "--meta-steps must be >= 0 (0 skips stages 4 and 5), got ",
+                    meta_steps);
   inner::RunConfig fcfg = flags.resolve(json::parse(kFloatConfig));
   std::printf("qsched demo: Fashion-MNIST, MLP 784-256-10; runs in %s/\n", out.c_str());
-  std::printf("\n[1/3] float training, %lld epochs\n", static_cast<long long>(fcfg.train.epochs));
+  std::printf("\n[1/5] float training, %lld epochs\n", static_cast<long long>(fcfg.train.epochs));
   std::fflush(stdout);
   try {
     json fs = run_stage(fcfg, out + "/float");
@@ -77,11 +91,14 @@ int cmd_demo(const std::vector<std::string>& args) {
       j["train"]["lr_schedule"] = {{"name", "cosine"}, {"min_lr", 0.0005}};
       j["inq"] = {
           {"bits", st.bits},
+          {"codebook", st.codebook},
           {"init_checkpoint", out + "/float/checkpoint.pt"},
           {"schedule",
            {{"family", "inq_paper"}, {"bits", st.bits}, {"epochs_per_step", st.epochs_per_step}}}};
-      std::printf("\n[%d/3] INQ to %d-bit powers of two, %d epochs from the float model\n", k++,
-                  st.bits, st.epochs);
+      std::printf(
+          "\n[%d/5] INQ to %d-bit powers of two (%s codebook), %d epochs from the float "
+          "model\n",
+          k++, st.bits, st.codebook, st.epochs);
       std::fflush(stdout);
       results.emplace_back(st.name, run_stage(inner::parse_run_config(j), out + "/" + st.name));
     }
@@ -91,8 +108,9 @@ int cmd_demo(const std::vector<std::string>& args) {
       std::string weights = "float32";
       if (name != "float") {
         int b = s["bits"].get<int>();
-        weights =
-            std::to_string(b) + "-bit: " + std::to_string((1 << (b - 1)) + 1) + " levels {0, ±2^k}";
+        weights = b == 2 ? std::string("ternary {0, ±2^n1}")
+                         : std::to_string(b) + "-bit: " + std::to_string((1 << (b - 1)) + 1) +
+                               " levels {0, ±2^k}";
       }
       double a = s["test_acc"].get<double>();
       std::printf("%-7s %-28s %8.2f%% %+8.2f %8s\n", name.c_str(), weights.c_str(), 100 * a,
@@ -106,7 +124,30 @@ int cmd_demo(const std::vector<std::string>& args) {
   } catch (inner::Termination) {
     return kExitInterrupted;
   }
-  return kExitOk;
+  if (meta_steps <= 0) return kExitOk;
+  const std::string src = QSCHED_SOURCE_DIR;
+  std::error_code ec;
+  std::filesystem::remove_all(out + "/meta", ec);
+  std::filesystem::remove_all(out + "/compare", ec);
+  std::printf("\n[4/5] meta-training a ternary-INQ schedule controller, %d outer ES steps\n",
+              meta_steps);
+  std::fflush(stdout);
+  int rc = cmd_meta_train({"--config", src + "/experiments/configs/meta_inq_mlp.json", "--out",
+                           out + "/meta", "--steps", std::to_string(meta_steps)});
+  if (rc != kExitOk) return rc;
+  std::printf("\n[5/5] learned vs hand-coded schedules on held-out networks, 5 paired seeds\n");
+  std::fflush(stdout);
+  json cmp = read_json_file(src + "/experiments/compare/inq_mlp_ternary.json");
+  cmp["config"] = src + "/" + cmp["config"].get<std::string>();
+  for (auto& e : cmp["schedules"])
+    if (e.contains("controller")) e["controller"] = out + "/meta";
+  std::filesystem::create_directories(out + "/compare");
+  atomic_write(out + "/compare/compare_input.json", cmp.dump(2) + "\n");
+  rc = cmd_compare({"--config", out + "/compare/compare_input.json", "--out", out + "/compare"});
+  if (rc == kExitOk)
+    std::printf("\nreport with plots: %s/compare/report.md; controller: %s/meta/\n", out.c_str(),
+                out.c_str());
+  return rc;
 }
 
 }  // namespace qsched::cli

@@ -17,6 +17,8 @@
 // hardened network mean ± std per schedule, the paired difference against the reference with a
 // 95% t-interval, epochs and wall time; PNG plots (gnuplot): validation accuracy per epoch for
 // every schedule and the layer x epoch heatmaps of seed 0's schedules.
+#include <unistd.h>
+
 #include <atomic>
 #include <cmath>
 #include <cstdio>
@@ -135,11 +137,32 @@ inner::RunConfig run_config(const CompareSpec& c, size_t t, const Entry& e, int 
   return inner::parse_run_config(j);
 }
 
-struct Row {
-  std::string target, schedule;
-  int seed = 0;
-  json summary;
+/// Paired difference a - b over seeds: mean and 95% t-interval.
+struct Paired {
+  double mean = 0, lo = 0, hi = 0;
+  const char* verdict() const {
+    return lo > 0 ? "better" : hi < 0 ? "**worse**" : "(no significant difference)";
+  }
 };
+Paired paired(const std::vector<double>& a, const std::vector<double>& b) {
+  std::vector<double> d;
+  for (size_t k = 0; k < a.size() && k < b.size(); ++k) d.push_back(a[k] - b[k]);
+  Paired p;
+  if (d.size() < 2) return p;
+  double var = 0;
+  for (double x : d) p.mean += x / d.size();
+  for (double x : d) var += (x - p.mean) * (x - p.mean) / (d.size() - 1);
+  double half = t975(static_cast<int64_t>(d.size()) - 1) * std::sqrt(var / d.size());
+  p.lo = p.mean - half;
+  p.hi = p.mean + half;
+  return p;
+}
+
+double mean_of(const std::vector<double>& v) {
+  double m = 0;
+  for (double x : v) m += x / v.size();
+  return m;
+}
 
 }  // namespace
 
@@ -182,7 +205,6 @@ int cmd_compare(const std::vector<std::string>& args) {
     std::string dir;
   };
   std::vector<Job> todo;
-  std::vector<Row> rows;
   for (size_t t = 0; t < c.targets.size(); ++t)
     for (size_t e = 0; e < c.schedules.size(); ++e)
       for (int s = 0; s < c.seeds; ++s) {
@@ -194,6 +216,7 @@ int cmd_compare(const std::vector<std::string>& args) {
   atomic_write(out + "/compare.json", read_json_file(spec_path).dump(2) + "\n");
   set_threads(1);
   std::atomic<size_t> next{0}, done{0};
+  const bool tty = ::isatty(STDERR_FILENO) == 1;
   std::mutex mu;
   std::string first_error;
   auto worker = [&] {
@@ -222,15 +245,20 @@ int cmd_compare(const std::vector<std::string>& args) {
       }
       size_t d = ++done;
       if (!quiet) {
+        // A terminal gets one updating line; a log file a line per tenth of the runs.
         std::lock_guard<std::mutex> l(mu);
-        std::fprintf(stderr, "\rcompare: %zu/%zu runs", d, todo.size());
+        const size_t every = std::max<size_t>(1, todo.size() / 10);
+        if (tty)
+          std::fprintf(stderr, "\rcompare: %zu/%zu runs", d, todo.size());
+        else if (d % every == 0 || d == todo.size())
+          std::fprintf(stderr, "compare: %zu/%zu runs\n", d, todo.size());
       }
     }
   };
   std::vector<std::thread> pool;
   for (int k = 0; k < jobs; ++k) pool.emplace_back(worker);
   for (auto& th : pool) th.join();
-  if (!quiet) std::fprintf(stderr, "\n");
+  if (!quiet && tty) std::fprintf(stderr, "\n");
   TORCH_CHECK(first_error.empty(), "compare run failed: ", first_error);
   if (interrupted()) {
     std::fprintf(stderr, "compare: interrupted; rerun the same command to resume\n");
@@ -265,6 +293,45 @@ int cmd_compare(const std::vector<std::string>& args) {
      << " epochs per run; reference: **" << c.reference
      << "**. Test accuracy of the hardened network; difference = schedule - reference per seed, "
         "mean with a 95% t-interval.\n\n";
+  // The question a user asks first: does the learned schedule beat the best hand-coded one?
+  std::ostringstream verdict;
+  for (const auto& le : c.schedules) {
+    if (le.controller.empty()) continue;
+    md << "## " << le.name << " vs the best hand-coded schedule per target\n\n"
+       << "| target | " << le.name
+       << " | best hand-coded | paired diff [95% CI] | verdict |\n|---|---|---|---|---|\n";
+    std::vector<std::string> loses, sig_loses;
+    for (const auto& tgt : c.targets) {
+      const std::string& tn = tgt.first;
+      std::string best;
+      for (const auto& e : c.schedules)
+        if (e.controller.empty() &&
+            (best.empty() || mean_of(acc[tn][e.name]) > mean_of(acc[tn][best])))
+          best = e.name;
+      if (best.empty()) continue;
+      Paired p = paired(acc[tn][le.name], acc[tn][best]);
+      char buf[320];
+      std::snprintf(buf, sizeof buf, "| %s | %.2f | %s %.2f | %+.2f [%+.2f, %+.2f] | %s |\n",
+                    tn.c_str(), 100 * mean_of(acc[tn][le.name]), best.c_str(),
+                    100 * mean_of(acc[tn][best]), 100 * p.mean, 100 * p.lo, 100 * p.hi,
+                    p.verdict());
+      md << buf;
+      if (p.mean < 0) loses.push_back(tn + " (vs " + best + ")");
+      if (p.hi < 0) sig_loses.push_back(tn);
+    }
+    auto join = [](const std::vector<std::string>& v) {
+      std::string r;
+      for (const auto& x : v) r += (r.empty() ? "" : ", ") + x;
+      return r;
+    };
+    std::string line =
+        loses.empty() ? le.name + " is at or above the best hand-coded schedule on every target."
+                      : le.name + " is below the best hand-coded schedule on: " + join(loses) +
+                            (sig_loses.empty() ? " (none significantly)."
+                                               : "; significantly on: " + join(sig_loses) + ".");
+    md << "\n" << line << "\n\n";
+    verdict << line << "\n";
+  }
   std::printf("%-12s %-14s %18s %26s\n", "target", "schedule", "test acc (mean±sd)",
               "paired diff vs ref [95% CI]");
   for (size_t t = 0; t < c.targets.size(); ++t) {
@@ -274,25 +341,17 @@ int cmd_compare(const std::vector<std::string>& args) {
     const auto& ref = acc[tn][c.reference];
     for (const auto& e : c.schedules) {
       const auto& v = acc[tn][e.name];
-      double m = 0, sd = 0, dm = 0, dsd = 0;
-      for (double x : v) m += x / v.size();
+      double m = mean_of(v), sd = 0;
       for (double x : v) sd += (x - m) * (x - m) / (v.size() - 1);
       sd = std::sqrt(sd);
-      std::vector<double> d;
-      for (size_t k = 0; k < v.size(); ++k) d.push_back(v[k] - ref[k]);
-      for (double x : d) dm += x / d.size();
-      for (double x : d) dsd += (x - dm) * (x - dm) / (d.size() - 1);
-      double half = t975(static_cast<int64_t>(d.size()) - 1) * std::sqrt(dsd / d.size());
       char buf[256];
       std::string diff;
       if (e.name == c.reference) {
         diff = "(reference)";
       } else {
-        std::snprintf(buf, sizeof buf, "%+.2f [%+.2f, %+.2f]%s", 100 * dm, 100 * (dm - half),
-                      100 * (dm + half),
-                      dm - half > 0   ? " better"
-                      : dm + half < 0 ? " **worse**"
-                                      : " (no significant difference)");
+        Paired p = paired(v, ref);
+        std::snprintf(buf, sizeof buf, "%+.2f [%+.2f, %+.2f] %s", 100 * p.mean, 100 * p.lo,
+                      100 * p.hi, p.verdict());
         diff = buf;
       }
       std::snprintf(buf, sizeof buf, "| %s | %.2f ± %.2f | %s | %.0f |\n", e.name.c_str(), 100 * m,
@@ -305,8 +364,7 @@ int cmd_compare(const std::vector<std::string>& args) {
     if (!plots) continue;
     // Validation accuracy per epoch (seed 0) for every schedule, and the heatmaps.
     std::ostringstream gp;
-    gp << "set terminal pngcairo size 900,500\nset output '" << out << "/" << tn
-       << "_curves.png'\nset xlabel 'epoch'\nset ylabel 'val acc (seed 0)'\nset key bottom "
+    gp << "set xlabel 'epoch'\nset ylabel 'val acc (seed 0)'\nset key bottom "
           "right\nplot ";
     for (size_t e = 0; e < c.schedules.size(); ++e) {
       std::string dir = out + "/runs/" + tn + "/" + c.schedules[e].name + "/s0";
@@ -331,9 +389,40 @@ int cmd_compare(const std::vector<std::string>& args) {
     run_gnuplot(gp.str(), out + "/" + tn + "_curves.png", "compare");
     md << "\n\n![curves](" << tn << "_curves.png)\n\n";
   }
+  // The meta-training curve of each learned controller whose directory holds its metrics.
+  for (const auto& e : c.schedules) {
+    if (e.controller.empty()) continue;
+    fs::path dir = fs::is_directory(e.controller) ? fs::path(e.controller)
+                                                  : fs::path(e.controller).parent_path();
+    std::ifstream in(dir / "meta_metrics.jsonl");
+    if (!in || !plots) continue;
+    std::ostringstream train, val;
+    std::string line;
+    while (std::getline(in, line)) {
+      json r = json::parse(line, nullptr, false);
+      if (r.is_discarded() || !r.contains("step")) continue;
+      if (r.contains("mean_fitness") && r["mean_fitness"].is_number())
+        train << r["step"] << " " << r["mean_fitness"] << "\n";
+      if (r.contains("val_fitness") && r["val_fitness"].is_number())
+        val << r["step"] << " " << r["val_fitness"] << "\n";
+    }
+    std::string base = out + "/meta_" + e.name;
+    atomic_write(base + "_train.dat", train.str());
+    atomic_write(base + "_val.dat", val.str());
+    std::ostringstream gp;
+    gp << "set xlabel 'outer step'\nset ylabel 'fitness (1 = base schedule, lower is "
+          "better)'\nset key top right\nplot '"
+       << base << "_train.dat' with lines title 'training tasks (mean)', '" << base
+       << "_val.dat' with linespoints title 'held-out validation tasks', 1 with lines dt 2 "
+          "title 'base schedule'\n";
+    run_gnuplot(gp.str(), base + ".png", "compare");
+    md << "## Meta-training curve of " << e.name << " (" << dir.string() << ")\n\n![meta]("
+       << fs::path(base + ".png").filename().string() << ")\n\n";
+  }
   if (!plots) md << "(plots skipped: gnuplot is not installed)\n";
   atomic_write(out + "/report.md", md.str());
-  std::printf("report: %s/report.md, results: %s/results.csv\n", out.c_str(), out.c_str());
+  std::printf("%sreport: %s/report.md, results: %s/results.csv\n", verdict.str().c_str(),
+              out.c_str(), out.c_str());
   return kExitOk;
 }
 
