@@ -69,12 +69,35 @@ void FlatAdam::step(torch::Tensor& theta, const torch::Tensor& grad) {
   theta.sub_((m / bc1) / denom * opt.lr());
 }
 
+std::vector<int64_t> members_of_rank(int64_t count, int rank, int world,
+                                     const std::vector<double>& cost) {
+  std::vector<int64_t> mine;
+  if (cost.empty()) {
+    for (int64_t m = rank; m < count; m += world) mine.push_back(m);
+    return mine;
+  }
+  TORCH_CHECK(static_cast<int64_t>(cost.size()) == count, "members_of_rank: ", cost.size(),
+              " costs for ", count, " members");
+  std::vector<int64_t> order(count);
+  for (int64_t m = 0; m < count; ++m) order[m] = m;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int64_t a, int64_t b) { return cost[a] > cost[b]; });
+  std::vector<double> load(world, 0.0);
+  for (int64_t m : order) {
+    int r = 0;
+    for (int q = 1; q < world; ++q)
+      if (load[q] < load[r]) r = q;
+    load[r] += cost[m];
+    if (r == rank) mine.push_back(m);
+  }
+  return mine;
+}
+
 std::vector<std::vector<double>> evaluate_members(
     int64_t count, int64_t width, int threads, Collective& coll,
-    const std::function<std::vector<double>(int64_t)>& eval) {
+    const std::function<std::vector<double>(int64_t)>& eval, const std::vector<double>& cost) {
   const int rank = coll.rank(), world = coll.world_size();
-  std::vector<int64_t> mine;
-  for (int64_t m = rank; m < count; m += world) mine.push_back(m);
+  const std::vector<int64_t> mine = members_of_rank(count, rank, world, cost);
   std::vector<std::vector<double>> result(mine.size());
   std::atomic<size_t> next{0};
   std::exception_ptr error;

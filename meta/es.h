@@ -56,13 +56,23 @@ class FlatAdam {
   AdamOptions opt;
 };
 
-/// Evaluates `count` members: member m runs `eval(m)` (a vector of `width` values) on rank
-/// m % world, in up to `threads` threads of this rank (each sets one intra-op thread); results
-/// are allgathered so every rank returns all `count` rows. An exception in any member is
-/// rethrown (after all threads end). `eval` must be deterministic and must not depend on which
-/// thread runs it.
+/// Evaluates `count` members: member m runs `eval(m)` (a vector of `width` values) on one rank,
+/// in up to `threads` threads of that rank (each sets one intra-op thread); results are
+/// allgathered so every rank returns all `count` rows. An exception in any member is rethrown
+/// (after all threads end). `eval` must be deterministic and must not depend on which thread or
+/// rank runs it.
+///
+/// `cost` (optional, one estimate per member, identical on every rank) balances the load: the
+/// members run longest first (a few long inner runs last in the queue left one core idle for up
+/// to a third of a step), and ranks get members by the same longest-processing-time rule
+/// (empty: rank m % world, in index order).
 std::vector<std::vector<double>> evaluate_members(
     int64_t count, int64_t width, int threads, Collective& coll,
-    const std::function<std::vector<double>(int64_t)>& eval);
+    const std::function<std::vector<double>(int64_t)>& eval, const std::vector<double>& cost = {});
+
+/// The members of `rank` (of `world`) in the order to run them, for `count` members with the
+/// given cost estimates (see evaluate_members). Deterministic.
+std::vector<int64_t> members_of_rank(int64_t count, int rank, int world,
+                                     const std::vector<double>& cost);
 
 }  // namespace qsched::meta

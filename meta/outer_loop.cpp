@@ -4,11 +4,13 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <mutex>
 #include <sstream>
 
 #include "inner/algorithms.h"
 #include "inner/ana/ana.h"
 #include "inner/io.h"
+#include "inner/network.h"
 #include "inner/runtime.h"
 #include "meta/controller_io.h"
 #include "schedules/factory.h"
@@ -58,6 +60,22 @@ void MetaTrainer::start(bool resume) {
   }
 }
 
+double MetaTrainer::task_cost(const Task& t, const data::Splits& s) {
+  const std::string key = t.network.dump();
+  auto it = net_params_.find(key);
+  if (it == net_params_.end()) {
+    inner::InputShape in{s.train.images.size(1), s.train.images.size(2), s.train.images.size(3)};
+    double n = 0;
+    {
+      std::lock_guard<std::mutex> lock(global_generator_mutex());
+      for (const auto& p : inner::build_network(t.network, in, s.train.num_classes)->parameters())
+        n += static_cast<double>(p.numel());
+    }
+    it = net_params_.emplace(key, n).first;
+  }
+  return it->second * static_cast<double>(s.train.size() + s.val.size());
+}
+
 std::vector<InnerResult> MetaTrainer::evaluate(const std::vector<Task>& tasks,
                                                const std::vector<torch::Tensor>& thetas,
                                                bool* interrupted) {
@@ -84,17 +102,25 @@ std::vector<InnerResult> MetaTrainer::evaluate(const std::vector<Task>& tasks,
     ctrls.push_back(c);
   }
   const json base_spec = cfg_.base_schedule();
-  auto rows = evaluate_members(count, 4, cfg_.threads, coll_, [&](int64_t m) {
+  std::vector<double> cost;
+  for (int64_t m = 0; m < count; ++m) {
     const Task& t = m < nb ? base_tasks[m] : tasks[m - nb];
-    inner::RunConfig rc = task_run_config(cfg_, t);
-    std::unique_ptr<sched::Schedule> s;
-    if (m >= nb)
-      s = std::make_unique<ControllerSchedule>(
-          ctrls[m - nb], sched::make_schedule(base_spec, cfg_.quantity(), "base schedule"));
-    InnerResult r = run_inner(rc, splits.at(t.key()), std::move(s));
-    return std::vector<double>{r.val_loss, r.val_acc, r.diverged ? 1.0 : 0.0,
-                               r.interrupted ? 1.0 : 0.0};
-  });
+    cost.push_back(task_cost(t, splits.at(t.key())));
+  }
+  auto rows = evaluate_members(
+      count, 4, cfg_.threads, coll_,
+      [&](int64_t m) {
+        const Task& t = m < nb ? base_tasks[m] : tasks[m - nb];
+        inner::RunConfig rc = task_run_config(cfg_, t);
+        std::unique_ptr<sched::Schedule> s;
+        if (m >= nb)
+          s = std::make_unique<ControllerSchedule>(
+              ctrls[m - nb], sched::make_schedule(base_spec, cfg_.quantity(), "base schedule"));
+        InnerResult r = run_inner(rc, splits.at(t.key()), std::move(s));
+        return std::vector<double>{r.val_loss, r.val_acc, r.diverged ? 1.0 : 0.0,
+                                   r.interrupted ? 1.0 : 0.0};
+      },
+      cost);
   *interrupted = false;
   for (const auto& r : rows) *interrupted = *interrupted || r[3] != 0.0;
   std::vector<InnerResult> out;

@@ -132,6 +132,9 @@ class MetaTrainer {
   json metagrad_step();
 
   /// A PES particle (one antithetic pair of persistent inner runs).
+  /// Relative cost of one inner run of `t` (samples x network parameters), for load balancing.
+  double task_cost(const Task& t, const data::Splits& s);
+
   struct Particle {
     bool active = false;
     Task task;
@@ -154,6 +157,7 @@ class MetaTrainer {
   std::map<std::string, std::pair<double, double>> base_;
   std::vector<json> history_;
   DataCache data_;
+  std::map<std::string, double> net_params_;  ///< network spec -> parameter count (cost model)
   std::vector<Particle> particles_;
   bool consistent_ = true;  ///< false after an abandoned PES step: never checkpoint that state
 };

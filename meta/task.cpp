@@ -233,8 +233,34 @@ data::Splits DataCache::get(const inner::RunConfig& cfg) {
     // normalized images per task).
     raw_.test = raw_.test.select(torch::arange(std::min<int64_t>(raw_.test.size(), 16)));
     raw_key_ = key;
+    prepared_.clear();
+    lru_.clear();
+    prepared_bytes_ = 0;
   }
-  return inner::prepare_data(cfg, raw_, torch::kCPU);
+  // The split depends on the data section and the seed only (not the network).
+  const std::string pkey = cfg.to_json()["data"].dump() + "|" + std::to_string(cfg.seed);
+  auto it = prepared_.find(pkey);
+  if (it != prepared_.end()) {
+    lru_.remove(pkey);
+    lru_.push_front(pkey);
+    return it->second;
+  }
+  data::Splits s = inner::prepare_data(cfg, raw_, torch::kCPU);
+  auto bytes = [](const data::Splits& x) {
+    int64_t b = 0;
+    for (const auto* d : {&x.train, &x.val, &x.test})
+      b += d->images.numel() * d->images.element_size() + d->labels.numel() * 8;
+    return b;
+  };
+  prepared_[pkey] = s;
+  lru_.push_front(pkey);
+  prepared_bytes_ += bytes(s);
+  while (prepared_bytes_ > kMaxPreparedBytes && lru_.size() > 1) {
+    prepared_bytes_ -= bytes(prepared_.at(lru_.back()));
+    prepared_.erase(lru_.back());
+    lru_.pop_back();
+  }
+  return s;
 }
 
 }  // namespace qsched::meta

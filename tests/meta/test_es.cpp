@@ -63,12 +63,38 @@ TEST(Es, FlatAdamMatchesTorchAdam) {
   }
 }
 
+TEST(Es, MembersOfRankPartitionTheMembersLongestFirstAndBalanced) {
+  EXPECT_EQ(members_of_rank(7, 1, 3, {}), (std::vector<int64_t>{1, 4}));  // no costs: m % world
+  const std::vector<double> cost = {1, 9, 2, 9, 4, 4, 1, 3, 2, 5};
+  for (int world : {1, 2, 3}) {
+    std::vector<int> owner(cost.size(), -1);
+    std::vector<double> load(world, 0.0);
+    for (int r = 0; r < world; ++r) {
+      auto mine = members_of_rank(10, r, world, cost);
+      EXPECT_EQ(mine, members_of_rank(10, r, world, cost));  // deterministic
+      for (size_t i = 0; i < mine.size(); ++i) {
+        EXPECT_EQ(owner[mine[i]], -1) << "member " << mine[i] << " on two ranks";
+        owner[mine[i]] = r;
+        load[r] += cost[mine[i]];
+        if (i > 0) EXPECT_GE(cost[mine[i - 1]], cost[mine[i]]) << "longest first";
+      }
+    }
+    for (int o : owner) EXPECT_GE(o, 0) << "a member is on no rank";
+    // Longest-processing-time bound: no rank exceeds the mean load by more than the largest job.
+    const double mean = 40.0 / world;
+    for (double l : load) EXPECT_LE(l, mean + 9.0);
+  }
+  EXPECT_THROW(members_of_rank(3, 0, 1, {1.0, 2.0}), c10::Error);
+}
+
 TEST(Es, EvaluateMembersIsThreadIndependentAndPropagatesErrors) {
   LocalCollective coll;
   auto f = [](int64_t m) { return std::vector<double>{double(m * m), std::sqrt(double(m))}; };
   auto one = evaluate_members(9, 2, 1, coll, f);
   auto two = evaluate_members(9, 2, 2, coll, f);
   EXPECT_EQ(one, two);
+  std::vector<double> cost = {5, 1, 4, 2, 8, 3, 3, 0.5, 7};
+  EXPECT_EQ(evaluate_members(9, 2, 2, coll, f, cost), one);  // order never changes the rows
   EXPECT_EQ(one[3], (std::vector<double>{9.0, std::sqrt(3.0)}));
   EXPECT_THROW(evaluate_members(4, 1, 2, coll,
                                 [](int64_t m) -> std::vector<double> {

@@ -46,6 +46,25 @@ struct StopAfter : MetaCallbacks {
   int64_t k;
 };
 
+TEST(DataCache, CachedSplitsEqualFreshlyPreparedOnes) {
+  json j = test::synthetic_config(3);
+  j["data"]["subset"] = 64;
+  inner::RunConfig cfg = inner::parse_run_config(j);
+  DataCache cache;
+  data::Splits a = cache.get(cfg);
+  data::Splits fresh = inner::prepare_data(cfg, inner::load_raw_data(cfg), torch::kCPU);
+  for (auto [x, y] : {std::pair{&a.train, &fresh.train}, std::pair{&a.val, &fresh.val}}) {
+    EXPECT_TRUE(torch::equal(x->images, y->images));
+    EXPECT_TRUE(torch::equal(x->labels, y->labels));
+  }
+  data::Splits again = cache.get(cfg);  // served from the cache: the same storage
+  EXPECT_EQ(again.train.images.data_ptr(), a.train.images.data_ptr());
+  j["data"]["subset"] = 32;  // another task: another split
+  data::Splits other = cache.get(inner::parse_run_config(j));
+  EXPECT_EQ(other.train.size(), 32);
+  EXPECT_EQ(cache.get(cfg).train.images.data_ptr(), a.train.images.data_ptr());
+}
+
 TEST(OuterLoop, ResumeAndThreadsGiveBitIdenticalControllers) {
   test::TempDir a, b;
   LocalCollective coll;
