@@ -38,6 +38,7 @@
 #include "inner/run.h"
 #include "inner/runtime.h"
 #include "meta/apply.h"
+#include "schedules/factory.h"
 
 namespace po = boost::program_options;
 namespace fs = std::filesystem;
@@ -147,22 +148,11 @@ struct Paired {
 Paired paired(const std::vector<double>& a, const std::vector<double>& b) {
   std::vector<double> d;
   for (size_t k = 0; k < a.size() && k < b.size(); ++k) d.push_back(a[k] - b[k]);
-  Paired p;
-  if (d.size() < 2) return p;
-  double var = 0;
-  for (double x : d) p.mean += x / d.size();
-  for (double x : d) var += (x - p.mean) * (x - p.mean) / (d.size() - 1);
-  double half = t975(static_cast<int64_t>(d.size()) - 1) * std::sqrt(var / d.size());
-  p.lo = p.mean - half;
-  p.hi = p.mean + half;
-  return p;
+  MeanCi m = mean_ci(d);
+  return {m.mean, m.mean - m.ci, m.mean + m.ci};
 }
 
-double mean_of(const std::vector<double>& v) {
-  double m = 0;
-  for (double x : v) m += x / v.size();
-  return m;
-}
+double mean_of(const std::vector<double>& v) { return mean_ci(v).mean; }
 
 }  // namespace
 
@@ -196,7 +186,19 @@ int cmd_compare(const std::vector<std::string>& args) {
   for (size_t t = 0; t < c.targets.size(); ++t)
     for (const auto& e : c.schedules) {
       auto cfg = run_config(c, t, e, 0);
-      if (!e.controller.empty()) meta::controller_algorithm(controllers.at(e.name), e.base, cfg);
+      if (!e.controller.empty()) {
+        meta::controller_algorithm(controllers.at(e.name), e.base, cfg);
+        continue;
+      }
+      // A hand-coded schedule can be valid for one network and not another (a stagger needs
+      // (L - 1) delta epochs): materialize it for this target's layers now, not mid-compare.
+      const ScheduleSetup setup = schedule_setup(cfg);
+      const std::string what = "compare target '" + c.targets[t].first + "' (" +
+                               std::to_string(setup.layers) + " layers, " +
+                               std::to_string(setup.epochs) + " quantization epochs): schedule '" +
+                               e.name + "'";
+      sched::materialize(*sched::make_schedule(setup.spec, setup.quantity, what), setup.epochs,
+                         setup.layers, what);
     }
 
   struct Job {
@@ -219,6 +221,7 @@ int cmd_compare(const std::vector<std::string>& args) {
   const bool tty = ::isatty(STDERR_FILENO) == 1;
   std::mutex mu;
   std::string first_error;
+  bool bad_input = false;  ///< the first error was a c10::ValueError (exit 2, not 1)
   auto worker = [&] {
     for (;;) {
       size_t i = next++;
@@ -240,7 +243,11 @@ int cmd_compare(const std::vector<std::string>& args) {
         }
       } catch (const std::exception& ex) {
         std::lock_guard<std::mutex> l(mu);
-        if (first_error.empty()) first_error = j.dir + ": " + ex.what();
+        if (first_error.empty()) {
+          const auto* ce = dynamic_cast<const c10::Error*>(&ex);
+          first_error = j.dir + ": " + (ce ? ce->what_without_backtrace() : ex.what());
+          bad_input = dynamic_cast<const c10::ValueError*>(&ex) != nullptr;
+        }
         return;
       }
       size_t d = ++done;
@@ -259,6 +266,7 @@ int cmd_compare(const std::vector<std::string>& args) {
   for (int k = 0; k < jobs; ++k) pool.emplace_back(worker);
   for (auto& th : pool) th.join();
   if (!quiet && tty) std::fprintf(stderr, "\n");
+  TORCH_CHECK_VALUE(!bad_input, "compare run failed: ", first_error);
   TORCH_CHECK(first_error.empty(), "compare run failed: ", first_error);
   if (interrupted()) {
     std::fprintf(stderr, "compare: interrupted; rerun the same command to resume\n");
@@ -332,7 +340,7 @@ int cmd_compare(const std::vector<std::string>& args) {
     md << "\n" << line << "\n\n";
     verdict << line << "\n";
   }
-  std::printf("%-12s %-14s %18s %26s\n", "target", "schedule", "test acc (mean±sd)",
+  std::printf("%-12s %-18s %18s %26s\n", "target", "schedule", "test acc (mean±sd)",
               "paired diff vs ref [95% CI]");
   for (size_t t = 0; t < c.targets.size(); ++t) {
     const std::string& tn = c.targets[t].first;
@@ -357,7 +365,7 @@ int cmd_compare(const std::vector<std::string>& args) {
       std::snprintf(buf, sizeof buf, "| %s | %.2f ± %.2f | %s | %.0f |\n", e.name.c_str(), 100 * m,
                     100 * sd, diff.c_str(), secs[tn][e.name]);
       md << buf;
-      std::printf("%-12s %-14s %11.2f ± %4.2f  %s\n", tn.c_str(), e.name.c_str(), 100 * m, 100 * sd,
+      std::printf("%-12s %-18s %11.2f ± %4.2f  %s\n", tn.c_str(), e.name.c_str(), 100 * m, 100 * sd,
                   diff.c_str());
     }
     md << "\n";

@@ -33,6 +33,7 @@
 // results.csv columns: point, family, <one column per swept key>, network, algorithm, bits,
 // seed, epochs, status (ok | diverged | invalid), test_acc, test_loss, val_acc, val_loss
 // (of the hardened network), seconds (training time), schedule (the spec, JSON), error.
+#include <cmath>
 #include <map>
 #include <string>
 #include <vector>
@@ -83,6 +84,13 @@ void write_sweep_report(const std::string& out_dir, bool require_plots);
 /// The 97.5% quantile of Student's t with `df` degrees of freedom (95% two-sided intervals;
 /// table up to 20, then 2.05 / 2.01 / 1.96); NaN for df <= 0.
 double t975(int64_t df);
+
+/// Mean of `v` and the half-width of its 95% t-interval (NaN with fewer than 2 values).
+struct MeanCi {
+  int64_t n = 0;
+  double mean = 0, ci = NAN;
+};
+MeanCi mean_ci(const std::vector<double>& v);
 
 /// Loads <out>/results.csv as header + rows (validated: every row has the header's width).
 std::pair<std::vector<std::string>, std::vector<CsvRow>> load_results(const std::string& out_dir);

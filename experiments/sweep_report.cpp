@@ -27,15 +27,8 @@ double t975(int64_t df) {
   return df <= 30 ? 2.05 : df <= 60 ? 2.01 : 1.96;
 }
 
-namespace {
-
-struct Stat {
-  int64_t n = 0;
-  double mean = 0, ci = NAN;
-};
-
-Stat stat(const std::vector<double>& v) {
-  Stat s;
+MeanCi mean_ci(const std::vector<double>& v) {
+  MeanCi s;
   s.n = static_cast<int64_t>(v.size());
   if (v.empty()) return s;
   for (double x : v) s.mean += x / v.size();
@@ -46,6 +39,11 @@ Stat stat(const std::vector<double>& v) {
   }
   return s;
 }
+
+namespace {
+
+using Stat = MeanCi;
+Stat stat(const std::vector<double>& v) { return mean_ci(v); }
 
 std::string pct(const Stat& s) {
   char b[64];

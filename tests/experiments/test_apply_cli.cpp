@@ -3,6 +3,8 @@
 // corrupt controllers are one-line errors.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include "inner/io.h"
 #include "inner/json_reader.h"
 #include "meta/apply.h"
@@ -191,6 +193,8 @@ TEST(CompareCli, PairedRunsResultsAndReportResumable) {
   std::string md = test::read_file(dir.file("cmp/report.md"));
   EXPECT_NE(md.find("| learned |"), std::string::npos) << md;
   EXPECT_NE(md.find("(reference)"), std::string::npos) << md;
+  EXPECT_NE(md.find("## learned vs the best hand-coded schedule per target"), std::string::npos)
+      << md;
   // The learned runs equal qsched apply with the same seed (same init, data order, schedule).
   auto a = run_qsched("apply --quiet --controller " + ctrl + " --config " + cfg + " --seed 1" +
                       " --out " + dir.file("apply"));
@@ -210,4 +214,13 @@ TEST(CompareCli, PairedRunsResultsAndReportResumable) {
   expect_one_line_error(run_qsched("compare --config " + write_config(dir, "bad2.json", spec) +
                                    " --out " + dir.file("bad")),
                         "seeds");
+  // A hand-coded schedule that does not fit a target's layers is found before any run.
+  spec["seeds"] = 2;
+  spec["schedules"].push_back(
+      {{"name", "stag"},
+       {"schedule", {{"family", "linear"}, {"layout", "stagger"}, {"delta", 50}}}});
+  auto bad = run_qsched("compare --config " + write_config(dir, "bad3.json", spec) + " --out " +
+                        dir.file("bad3"));
+  expect_one_line_error(bad, "schedule 'stag'");
+  EXPECT_FALSE(std::filesystem::exists(dir.file("bad3/runs")));
 }
