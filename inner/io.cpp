@@ -65,4 +65,27 @@ bool file_exists(const std::string& path) {
   return fs::exists(path, ec);
 }
 
+ArchiveReader::ArchiveReader(std::string path, std::string what,
+                             c10::optional<torch::Device> device)
+    : path_(std::move(path)), what_(std::move(what)) {
+  try {
+    a_.load_from(path_, device);
+  } catch (const c10::Error&) {
+    TORCH_CHECK_VALUE(false, what_, " '", path_, "' is corrupt or not a qsched checkpoint");
+  }
+}
+
+c10::IValue ArchiveReader::read(const char* key) {
+  c10::IValue v;
+  TORCH_CHECK_VALUE(a_.try_read(key, v), what_, " '", path_, "' lacks '", key,
+                    "' (corrupt, or written by another version)");
+  return v;
+}
+
+void ArchiveReader::check_version(int64_t expected) {
+  const int64_t version = read("version").toInt();
+  TORCH_CHECK_VALUE(version == expected, what_, " '", path_, "' has version ", version,
+                    ", this qsched reads version ", expected);
+}
+
 }  // namespace qsched

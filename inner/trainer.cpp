@@ -260,23 +260,11 @@ void Trainer::save_checkpoint(const std::string& path) const {
 
 void Trainer::load_checkpoint(const std::string& path) {
   TORCH_CHECK_VALUE(file_exists(path), "checkpoint '", path, "' does not exist");
-  torch::serialize::InputArchive a;
+  ArchiveReader r(path, "checkpoint", device_);
+  auto& a = r.archive();
   try {
-    a.load_from(path, device_);
-  } catch (const c10::Error& e) {
-    TORCH_CHECK_VALUE(false, "checkpoint '", path, "' is corrupt or not a qsched checkpoint");
-  }
-  auto read = [&](const char* key) {
-    c10::IValue v;
-    TORCH_CHECK_VALUE(a.try_read(key, v), "checkpoint '", path, "' lacks '", key,
-                      "' (corrupt, or written by another version)");
-    return v;
-  };
-  try {
-    int64_t version = read("version").toInt();
-    TORCH_CHECK_VALUE(version == kCheckpointVersion, "checkpoint '", path, "' has version ",
-                      version, ", this qsched reads version ", kCheckpointVersion);
-    json saved = json::parse(read("config").toStringRef());
+    r.check_version(kCheckpointVersion);
+    json saved = json::parse(r.read("config").toStringRef());
     TORCH_CHECK_VALUE(saved == cfg_.to_json(), "checkpoint '", path,
                       "' was written for a different config; resume with the run's own "
                       "config.json");
@@ -294,16 +282,16 @@ void Trainer::load_checkpoint(const std::string& path) {
         if (grads.try_read(p.key(), g)) p.value().mutable_grad() = g.to(p.value().device());
       }
     }
-    epoch_ = read("epoch").toInt();
-    step_in_epoch_ = read("step_in_epoch").toInt();
-    loss_sum_ = read("loss_sum").toDouble();
-    correct_ = read("correct").toInt();
-    seen_ = read("seen").toInt();
-    epoch_seconds_ = read("epoch_seconds").toDouble();
-    lr_epoch_offset_ = read("lr_epoch_offset").toInt();
-    seconds_ = read("seconds").toDouble();
+    epoch_ = r.read("epoch").toInt();
+    step_in_epoch_ = r.read("step_in_epoch").toInt();
+    loss_sum_ = r.read("loss_sum").toDouble();
+    correct_ = r.read("correct").toInt();
+    seen_ = r.read("seen").toInt();
+    epoch_seconds_ = r.read("epoch_seconds").toDouble();
+    lr_epoch_offset_ = r.read("lr_epoch_offset").toInt();
+    seconds_ = r.read("seconds").toDouble();
     history_.clear();
-    for (auto& row : json::parse(read("history").toStringRef())) history_.push_back(row);
+    for (auto& row : json::parse(r.read("history").toStringRef())) history_.push_back(row);
   } catch (const c10::ValueError&) {
     throw;
   } catch (const std::exception& e) {

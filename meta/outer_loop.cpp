@@ -568,27 +568,15 @@ void MetaTrainer::load_checkpoint() {
   const std::string path = out_ + "/meta_state.pt";
   TORCH_CHECK_VALUE(file_exists(path), "meta checkpoint '", path,
                     "' does not exist (nothing to resume)");
-  torch::serialize::InputArchive a;
+  ArchiveReader r(path, "meta checkpoint");
+  auto& a = r.archive();
   try {
-    a.load_from(path);
-  } catch (const c10::Error&) {
-    TORCH_CHECK_VALUE(false, "meta checkpoint '", path, "' is corrupt or not a qsched checkpoint");
-  }
-  auto read = [&](const char* key) {
-    c10::IValue v;
-    TORCH_CHECK_VALUE(a.try_read(key, v), "meta checkpoint '", path, "' lacks '", key,
-                      "' (corrupt, or written by another version)");
-    return v;
-  };
-  try {
-    int64_t version = read("version").toInt();
-    TORCH_CHECK_VALUE(version == kMetaStateVersion, "meta checkpoint '", path, "' has version ",
-                      version, ", this qsched reads version ", kMetaStateVersion);
-    TORCH_CHECK_VALUE(json::parse(read("config").toStringRef()) == trajectory_config(cfg_),
+    r.check_version(kMetaStateVersion);
+    TORCH_CHECK_VALUE(json::parse(r.read("config").toStringRef()) == trajectory_config(cfg_),
                       "meta checkpoint '", path,
                       "' was written for a different meta config; resume with the run's own "
                       "meta_config.json");
-    step_ = read("step").toInt();
+    step_ = r.read("step").toInt();
     torch::Tensor theta, m, v;
     a.read("theta", theta, true);
     a.read("adam_m", m, true);
@@ -600,13 +588,13 @@ void MetaTrainer::load_checkpoint() {
     theta_ = theta;
     adam_->m = m;
     adam_->v = v;
-    adam_->t = read("adam_t").toInt();
+    adam_->t = r.read("adam_t").toInt();
     base_.clear();
-    const json cache = json::parse(read("base_cache").toStringRef());
+    const json cache = json::parse(r.read("base_cache").toStringRef());
     for (auto& [key, val] : cache.items())
       base_[key] = {val[0].is_null() ? NAN : val[0].get<double>(), val[1].get<double>()};
     history_.clear();
-    for (auto& row : json::parse(read("history").toStringRef())) history_.push_back(row);
+    for (auto& row : json::parse(r.read("history").toStringRef())) history_.push_back(row);
     particles_.clear();
     c10::IValue pes;
     if (a.try_read("pes", pes)) {
