@@ -9,6 +9,7 @@
 #include "inner/json_reader.h"
 #include "meta/apply.h"
 #include "meta/controller_io.h"
+#include "tests/datasets/data_files.h"
 #include "tests/util/synthetic_config.h"
 #include "tests/util/test_util.h"
 
@@ -92,6 +93,29 @@ TEST(ApplyCli, LearnedScheduleIsRecordedAndReplaysWithoutTheController) {
   json s2 = read_json_file(dir.file("replay/summary.json"));
   EXPECT_EQ(s["test_acc"], s2["test_acc"]);
   EXPECT_EQ(s["test_loss"], s2["test_loss"]);
+}
+
+TEST(ApplyCli, AppliesToACnnOnAnotherIdxDatasetGivenWithData) {
+  // Controller from MLP-shaped training; target: a VGG-style CNN with another layer count, on an
+  // IDX directory (8x8 images) that only --data names.
+  test::TempDir dir;
+  std::string ctrl = save_random_controller(dir, "inq", 0.5);
+  const std::string data = dir.file("idx");
+  test::write_idx_dir(data, /*gz=*/true, 200, 60, 8, 8);
+  json j = inq_config(6);
+  j["data"] = {{"format", "idx"}, {"root", dir.file("not_here")}, {"val_size", 20}};
+  j["network"] = {{"type", "vgg"}, {"blocks", {8, "M", 16, "M"}}, {"fc", {16}}};
+  std::string cfg = write_config(dir, "cnn.json", j);
+  auto r = run_qsched("apply --quiet --controller " + ctrl + " --config " + cfg + " --data " +
+                      data + " --out " + dir.file("run"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  json summary = read_json_file(dir.file("run/summary.json"));
+  EXPECT_TRUE(summary["quantized"].get<bool>());
+  EXPECT_TRUE(summary["on_grid"].get<bool>());
+  json table = read_json_file(dir.file("run/schedule.json"));
+  ASSERT_EQ(table["values"].size(), 4u);     // quantization epochs
+  EXPECT_EQ(table["values"][0].size(), 4u);  // conv, conv, fc, out: not the MLP's 3
+  for (const auto& v : table["values"][3]) EXPECT_EQ(v.get<double>(), 1.0);
 }
 
 TEST(ApplyCli, UntrainedControllerReproducesItsBase) {
