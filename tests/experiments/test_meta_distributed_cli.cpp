@@ -105,9 +105,11 @@ TEST(MetaTrainDistributed, KilledWorkerStopsTheRunAndTheCheckpointResumes) {
   long_cfg["validate_every"] = 0;
   const std::string cfg = write_meta_config(d, long_cfg);
   const std::string out = d.file("run");
-  // Wait for the first checkpoint, then kill -9 rank 1 (found through its environment).
+  // Wait for the first checkpoint, then kill -9 rank 1 (found through its environment). The
+  // grace period is long so that rank 0, even on a loaded machine, notices the loss by itself
+  // (at its next collective) before the launcher would SIGTERM it.
   auto r = run_shell(
-      qsched_binary() + " launch --nproc 2 --grace 5 -- meta-train --quiet --config " + cfg +
+      qsched_binary() + " launch --nproc 2 --grace 60 -- meta-train --quiet --config " + cfg +
       " --out " + out + " > " + d.file("launch.log") +
       " 2>&1 & L=$!; "
       "for i in $(seq 1 3000); do [ -f " +
