@@ -60,7 +60,7 @@ int cmd_demo(const std::vector<std::string>& args) {
   po::variables_map vm;
   if (!parse_flags(
           args, desc, vm,
-          "usage: qsched demo [--out DIR] [overrides]\n\n"
+          "usage: qsched demo [--out DIR] [--meta-steps N] [overrides]\n\n"
           "Runs the main job on the embedded default data (Fashion-MNIST):\n"
           "  1. float MLP 784-256-10, 10 epochs (train/val split of the training files)\n"
           "  2. INQ from that model to 5-bit powers of two, portions {0.5,0.75,0.875,1}\n"

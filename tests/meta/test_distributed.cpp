@@ -10,11 +10,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <climits>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <sstream>
 #include <thread>
 
@@ -325,8 +327,20 @@ TEST(GlooRendezvous, DifferentWorldSizesAreRejected) {
 
 TEST(GlooRendezvous, RankUsedTwiceIsRejected) {
   const int port = free_loopback_port();
+  // The two that join keep their collective (and rank 0 its store) alive until the duplicate
+  // has been turned away, as processes of a real run would: a store torn down early would make
+  // the duplicate fail with "cannot reach the master" instead.
+  std::atomic<int> rejected_threads{0};
   auto out = on_threads(3, [&](int r) -> std::string {
-    make_collective(loopback(port, r == 2 ? 1 : r, 2, 3.0));
+    std::unique_ptr<Collective> c;
+    try {
+      c = make_collective(loopback(port, r == 2 ? 1 : r, 2, 10.0));
+    } catch (...) {
+      ++rejected_threads;
+      throw;
+    }
+    for (int i = 0; i < 1500 && rejected_threads.load() == 0; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
     return "joined";
   });
   int rejected = 0;
