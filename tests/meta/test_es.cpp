@@ -76,7 +76,9 @@ TEST(Es, MembersOfRankPartitionTheMembersLongestFirstAndBalanced) {
         EXPECT_EQ(owner[mine[i]], -1) << "member " << mine[i] << " on two ranks";
         owner[mine[i]] = r;
         load[r] += cost[mine[i]];
-        if (i > 0) EXPECT_GE(cost[mine[i - 1]], cost[mine[i]]) << "longest first";
+        if (i > 0) {
+          EXPECT_GE(cost[mine[i - 1]], cost[mine[i]]) << "longest first";
+        }
       }
     }
     for (int o : owner) EXPECT_GE(o, 0) << "a member is on no rank";
