@@ -150,8 +150,9 @@ TEST(AnaNoise, CdfAndPdfMatchTheScalarFormulas) {
       auto uv = to_vec(u);
       for (size_t i = 0; i < uv.size(); ++i) {
         EXPECT_NEAR(F[i], ref_cdf(f, uv[i], s), 1e-12) << to_string(f) << " u=" << uv[i];
-        if (std::abs(std::abs(uv[i]) - s) > 1e-9)  // uniform's pdf jumps at +-s
+        if (std::abs(std::abs(uv[i]) - s) > 1e-9) {  // uniform's pdf jumps at +-s
           EXPECT_NEAR(p[i], ref_pdf(f, uv[i], s), 1e-12) << to_string(f) << " u=" << uv[i];
+        }
       }
     }
 }
