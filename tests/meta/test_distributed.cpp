@@ -316,7 +316,7 @@ TEST(GlooRendezvous, TakenPortIsAClearError) {
 TEST(GlooRendezvous, DifferentWorldSizesAreRejected) {
   const int port = free_loopback_port();
   auto out = on_threads(2, [&](int r) -> std::string {
-    make_collective(loopback(port, r, r == 0 ? 2 : 3, 3.0));
+    make_collective(loopback(port, r, r == 0 ? 2 : 3, 6.0));
     return "joined";
   });
   EXPECT_NE(out[1].find("ValueError: WORLD_SIZE=3 on rank 1 but WORLD_SIZE=2 on rank 0"),
