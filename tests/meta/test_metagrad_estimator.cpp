@@ -11,6 +11,7 @@
 #include "inner/runtime.h"
 #include "meta/outer_loop.h"
 #include "schedules/factory.h"
+#include "tests/meta/meta_test_helpers.h"
 #include "tests/util/synthetic_config.h"
 #include "tests/util/test_util.h"
 
@@ -133,19 +134,6 @@ json meta_config() {
       {"optimizer", {{"lr", 0.05}}}};
 }
 
-struct StopAfter : MetaCallbacks {
-  explicit StopAfter(int64_t k) : k(k) {}
-  void on_step(const json& row) override {
-    if (row["step"].get<int64_t>() == k) set_interrupted(true);
-  }
-  int64_t k;
-};
-
-std::vector<json> without_seconds(std::vector<json> rows) {
-  for (auto& r : rows) r.erase("seconds");
-  return rows;
-}
-
 TEST(MetaGradEstimator, MetaTrainingRunsAndResumesBitIdentically) {
   test::TempDir a, b;
   LocalCollective coll;
@@ -154,15 +142,7 @@ TEST(MetaGradEstimator, MetaTrainingRunsAndResumesBitIdentically) {
   MetaTrainer straight(MetaConfig::from_json(j1), a.path(), coll);
   straight.start(false);
   ASSERT_TRUE(straight.run(4));
-  {
-    MetaTrainer first(MetaConfig::from_json(meta_config()), b.path(), coll);
-    first.start(false);
-    StopAfter stop(1);
-    EXPECT_FALSE(first.run(4, &stop));
-    set_interrupted(false);
-    EXPECT_EQ(first.steps_done(), 1);
-    first.save_checkpoint();
-  }
+  run_until_interrupted(meta_config(), b.path(), coll, 1, 4);
   MetaTrainer resumed(MetaConfig::from_json(meta_config()), b.path(), coll);
   resumed.start(true);
   EXPECT_EQ(resumed.steps_done(), 1);

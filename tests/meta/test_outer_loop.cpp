@@ -5,6 +5,7 @@
 #include "inner/runtime.h"
 #include "meta/controller_io.h"
 #include "meta/outer_loop.h"
+#include "tests/meta/meta_test_helpers.h"
 #include "tests/util/synthetic_config.h"
 #include "tests/util/test_util.h"
 
@@ -32,19 +33,6 @@ json meta_config() {
       {"estimator", {{"pairs", 2}, {"sigma", 0.1}}},
       {"optimizer", {{"lr", 0.05}}}};
 }
-
-std::vector<json> without_seconds(std::vector<json> rows) {
-  for (auto& r : rows) r.erase("seconds");
-  return rows;
-}
-
-struct StopAfter : MetaCallbacks {
-  explicit StopAfter(int64_t k) : k(k) {}
-  void on_step(const json& row) override {
-    if (row["step"].get<int64_t>() == k) set_interrupted(true);
-  }
-  int64_t k;
-};
 
 TEST(DataCache, CachedSplitsEqualFreshlyPreparedOnes) {
   json j = test::synthetic_config(3);
@@ -75,15 +63,7 @@ TEST(OuterLoop, ResumeAndThreadsGiveBitIdenticalControllers) {
   ASSERT_TRUE(straight.run(6));
   EXPECT_EQ(straight.steps_done(), 6);
 
-  {
-    MetaTrainer first(MetaConfig::from_json(meta_config()), b.path(), coll);
-    first.start(false);
-    StopAfter stop(3);
-    EXPECT_FALSE(first.run(6, &stop));  // "Ctrl-C" after step 3
-    set_interrupted(false);
-    EXPECT_EQ(first.steps_done(), 3);
-    first.save_checkpoint();
-  }
+  run_until_interrupted(meta_config(), b.path(), coll, 3, 6);
   MetaTrainer resumed(MetaConfig::from_json(meta_config()), b.path(), coll);
   resumed.start(true);
   EXPECT_EQ(resumed.steps_done(), 3);
@@ -128,14 +108,7 @@ TEST(OuterLoop, PesKeepsInnerRunsAcrossStepsAndResumesExactly) {
   ASSERT_EQ(h.size(), 5u);
   for (int k : {0, 1, 3, 4}) EXPECT_EQ(h[k]["finished_runs"].get<int64_t>(), 0) << k;
   EXPECT_EQ(h[2]["finished_runs"].get<int64_t>(), 2);  // end of the inner horizon: reset
-  {
-    MetaTrainer first(MetaConfig::from_json(j), b.path(), coll);
-    first.start(false);
-    StopAfter stop(2);
-    EXPECT_FALSE(first.run(5, &stop));
-    set_interrupted(false);
-    first.save_checkpoint();
-  }
+  run_until_interrupted(j, b.path(), coll, 2, 5);
   EXPECT_TRUE(file_exists(b.file("pes_2_0_0.pt")));
   EXPECT_TRUE(file_exists(b.file("pes_2_1_1.pt")));
   EXPECT_FALSE(file_exists(b.file("pes_1_0_0.pt")));  // superseded checkpoints are removed
