@@ -9,6 +9,7 @@
 //
 // Every call is collective: all ranks call it in the same order. A rank that dies makes the
 // others fail within the group's timeout with a c10::Error naming the operation (no hang).
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -27,6 +28,15 @@ class Collective {
   /// Rank `root`'s bytes on every rank (e.g. a config or checkpoint digest).
   virtual std::string broadcast(const std::string& bytes, int root) = 0;
   virtual void barrier() = 0;
+
+  /// Dynamic work sharing (ranks that finish early take the remaining work, as threads do).
+  /// begin_work() opens a new round; every rank calls it the same number of times, in the same
+  /// order as its collectives, and it does not communicate. claim(round) then hands out 0, 1,
+  /// 2, ... of that round over all threads of all ranks, each number exactly once; the caller
+  /// stops at the first number >= its item count. Thread-safe. A round's claims must be over
+  /// (on every rank) before the next collective, which is what makes the next round safe.
+  virtual int64_t begin_work() = 0;
+  virtual int64_t claim(int64_t round) = 0;
 };
 
 /// World size 1: allgather returns {mine}, broadcast returns its argument.
@@ -39,6 +49,15 @@ class LocalCollective : public Collective {
   }
   std::string broadcast(const std::string& bytes, int) override { return bytes; }
   void barrier() override {}
+  int64_t begin_work() override {
+    next_ = 0;
+    return ++round_;
+  }
+  int64_t claim(int64_t) override { return next_++; }
+
+ private:
+  int64_t round_ = 0;
+  std::atomic<int64_t> next_{0};
 };
 
 }  // namespace qsched::meta

@@ -243,6 +243,39 @@ class GlooCollective : public Collective {
     run("barrier", [&] { return pg_->barrier(); });
   }
 
+  // A counter per round in rank 0's store (TCPStore add is an atomic fetch-and-add on the
+  // server). Rank 0 drops the previous round's counter: every rank has passed a collective
+  // since its last claim of that round.
+  int64_t begin_work() override {
+    ++round_;
+    if (rank_ == 0 && round_ > 1 && !broken_) {
+      std::lock_guard<std::mutex> lock(store_mutex_);
+      try {
+        store_->deleteKey(work_key(round_ - 1));
+      } catch (const std::exception&) {
+        // a failed store shows in the next claim or collective, with its message
+      }
+    }
+    return round_;
+  }
+
+  int64_t claim(int64_t round) override {
+    TORCH_CHECK(round == round_, "claim for work round ", round, " during round ", round_);
+    std::lock_guard<std::mutex> lock(store_mutex_);  // one store client, several threads
+    TORCH_CHECK(!broken_, "distributed work claim on rank ", rank_,
+                ": the group failed in an earlier collective");
+    int64_t next = -1;
+    try {
+      next = store_->add(work_key(round), 1) - 1;
+    } catch (const std::exception& e) {
+      broken_ = true;
+      TORCH_CHECK(false, "distributed work claim failed on rank ", rank_, " of ", world_,
+                  ": the store on rank 0 is gone or did not answer within ", timeout_seconds_,
+                  " s (", first_line(e), ")");
+    }
+    return next;
+  }
+
  private:
   template <class F>
   void run(const char* what, F start) {
@@ -273,10 +306,14 @@ class GlooCollective : public Collective {
     run("broadcast", [&] { return pg_->broadcast(ts, bo); });
   }
 
+  static std::string work_key(int64_t round) { return "work/" + std::to_string(round); }
+
   int rank_, world_;
+  int64_t round_ = 0;
+  std::mutex store_mutex_;
   double timeout_seconds_;
   std::chrono::milliseconds timeout_;
-  bool broken_ = false;
+  std::atomic<bool> broken_{false};
   c10::intrusive_ptr<c10d::Store> store_;
   c10::intrusive_ptr<c10d::ProcessGroupGloo> pg_;
 };

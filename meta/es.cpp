@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <exception>
 #include <mutex>
@@ -69,75 +70,95 @@ void FlatAdam::step(torch::Tensor& theta, const torch::Tensor& grad) {
   theta.sub_((m / bc1) / denom * opt.lr());
 }
 
-std::vector<int64_t> members_of_rank(int64_t count, int rank, int world,
-                                     const std::vector<double>& cost) {
-  std::vector<int64_t> mine;
-  if (cost.empty()) {
-    for (int64_t m = rank; m < count; m += world) mine.push_back(m);
-    return mine;
-  }
-  TORCH_CHECK(static_cast<int64_t>(cost.size()) == count, "members_of_rank: ", cost.size(),
-              " costs for ", count, " members");
+std::vector<int64_t> run_order(int64_t count, const std::vector<double>& cost) {
   std::vector<int64_t> order(count);
-  for (int64_t m = 0; m < count; ++m) order[m] = m;
+  std::iota(order.begin(), order.end(), 0);
+  if (cost.empty()) return order;
+  TORCH_CHECK(static_cast<int64_t>(cost.size()) == count, "run_order: ", cost.size(), " costs for ",
+              count, " members");
   std::stable_sort(order.begin(), order.end(),
                    [&](int64_t a, int64_t b) { return cost[a] > cost[b]; });
-  std::vector<double> load(world, 0.0);
-  for (int64_t m : order) {
-    int r = 0;
-    for (int q = 1; q < world; ++q)
-      if (load[q] < load[r]) r = q;
-    load[r] += cost[m];
-    if (r == rank) mine.push_back(m);
-  }
-  return mine;
+  return order;
 }
 
 std::vector<std::vector<double>> evaluate_members(
     int64_t count, int64_t width, int threads, Collective& coll,
-    const std::function<std::vector<double>(int64_t)>& eval, const std::vector<double>& cost) {
-  const int rank = coll.rank(), world = coll.world_size();
-  const std::vector<int64_t> mine = members_of_rank(count, rank, world, cost);
-  std::vector<std::vector<double>> result(mine.size());
-  std::atomic<size_t> next{0};
+    const std::function<std::vector<double>(int64_t)>& eval, const std::vector<double>& cost,
+    EvalTiming* timing) {
+  using Clock = std::chrono::steady_clock;
+  const auto start = Clock::now();
+  const std::vector<int64_t> order = run_order(count, cost);
+  const int64_t round = coll.begin_work();
+  std::vector<std::pair<int64_t, std::vector<double>>> done;  // (member, row) run here
+  double busy = 0;
   std::exception_ptr error;
-  std::mutex error_mutex;
+  std::mutex mutex;
   auto worker = [&] {
     at::set_num_threads(1);
-    for (size_t i = next++; i < mine.size(); i = next++) {
+    for (int64_t i = coll.claim(round); i < count; i = coll.claim(round)) {
+      const int64_t m = order[i];
       try {
-        result[i] = eval(mine[i]);
-        TORCH_CHECK(static_cast<int64_t>(result[i].size()) == width,
-                    "evaluate_members: member gave ", result[i].size(), " values, expected ",
-                    width);
+        const auto t0 = Clock::now();
+        std::vector<double> row = eval(m);
+        const double sec = std::chrono::duration<double>(Clock::now() - t0).count();
+        TORCH_CHECK(static_cast<int64_t>(row.size()) == width, "evaluate_members: member gave ",
+                    row.size(), " values, expected ", width);
+        std::lock_guard<std::mutex> lock(mutex);
+        done.emplace_back(m, std::move(row));
+        busy += sec;
       } catch (...) {
-        std::lock_guard<std::mutex> lock(error_mutex);
+        std::lock_guard<std::mutex> lock(mutex);
         if (!error) error = std::current_exception();
       }
     }
   };
-  const int n = std::max(1, std::min<int>(threads, static_cast<int>(mine.size())));
-  if (n == 1) {
-    worker();
-  } else {
-    std::vector<std::thread> pool;
-    for (int k = 0; k < n; ++k) pool.emplace_back(worker);
-    for (auto& th : pool) th.join();
+  const int n = std::max(1, std::min<int>(threads, static_cast<int>(count)));
+  try {
+    if (n == 1) {
+      worker();
+    } else {
+      std::vector<std::thread> pool;
+      for (int k = 0; k < n; ++k)
+        pool.emplace_back([&] {
+          try {
+            worker();
+          } catch (...) {  // a failed claim (the group broke)
+            std::lock_guard<std::mutex> lock(mutex);
+            if (!error) error = std::current_exception();
+          }
+        });
+      for (auto& th : pool) th.join();
+    }
+  } catch (...) {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (!error) error = std::current_exception();
   }
   if (error) std::rethrow_exception(error);
-  // Allgather rows as (index, values...).
-  std::vector<double> send;
-  for (size_t i = 0; i < mine.size(); ++i) {
-    send.push_back(static_cast<double>(mine[i]));
-    send.insert(send.end(), result[i].begin(), result[i].end());
+  // Allgather (busy seconds, threads, then rows as (index, values...)).
+  std::vector<double> send = {busy, static_cast<double>(n)};
+  for (const auto& [m, row] : done) {
+    send.push_back(static_cast<double>(m));
+    send.insert(send.end(), row.begin(), row.end());
   }
   std::vector<std::vector<double>> all(count);
-  for (const auto& part : coll.allgather(send))
-    for (size_t i = 0; i + width < part.size() + 1; i += width + 1)
-      all.at(static_cast<size_t>(part[i])) =
-          std::vector<double>(part.begin() + i + 1, part.begin() + i + 1 + width);
+  double busy_all = 0, workers = 0;
+  for (const auto& part : coll.allgather(send)) {
+    TORCH_CHECK(part.size() >= 2 && (part.size() - 2) % static_cast<size_t>(width + 1) == 0,
+                "evaluate_members: a rank sent ", part.size(), " values");
+    busy_all += part[0];
+    workers += part[1];
+    for (size_t i = 2; i < part.size(); i += width + 1) {
+      auto& row = all.at(static_cast<size_t>(part[i]));
+      TORCH_CHECK(row.empty(), "evaluate_members: member ", part[i], " ran twice");
+      row.assign(part.begin() + i + 1, part.begin() + i + 1 + width);
+    }
+  }
   for (const auto& row : all)
     TORCH_CHECK(static_cast<int64_t>(row.size()) == width, "evaluate_members: a member is missing");
+  if (timing) {
+    timing->busy_seconds += busy_all;
+    timing->slot_seconds += std::chrono::duration<double>(Clock::now() - start).count() * workers;
+  }
   return all;
 }
 

@@ -17,6 +17,7 @@
 // same update, so theta stays bit-identical everywhere.
 #include <torch/torch.h>
 
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <vector>
@@ -56,23 +57,33 @@ class FlatAdam {
   AdamOptions opt;
 };
 
+/// Seconds of evaluate_members calls, summed over calls: `busy` inside `eval`, over all members
+/// of all ranks; `slots` = wall seconds of the call on this rank (until every rank's rows have
+/// arrived) x workers (threads of all ranks). busy / slots is the parallel utilization: 1 means
+/// no worker ever waited for the last member of a call.
+struct EvalTiming {
+  double busy_seconds = 0, slot_seconds = 0;
+  double utilization() const { return slot_seconds > 0 ? busy_seconds / slot_seconds : NAN; }
+};
+
 /// Evaluates `count` members: member m runs `eval(m)` (a vector of `width` values) on one rank,
 /// in up to `threads` threads of that rank (each sets one intra-op thread); results are
 /// allgathered so every rank returns all `count` rows. An exception in any member is rethrown
-/// (after all threads end). `eval` must be deterministic and must not depend on which thread or
-/// rank runs it.
+/// (after all threads of this rank end). `eval` must be deterministic and must not depend on
+/// which thread or rank runs it.
 ///
-/// `cost` (optional, one estimate per member, identical on every rank) balances the load: the
-/// members run longest first (a few long inner runs last in the queue left one core idle for up
-/// to a third of a step), and ranks get members by the same longest-processing-time rule
-/// (empty: rank m % world, in index order).
+/// Members are handed out dynamically (Collective::claim) in run_order(count, cost): a thread
+/// of any rank that finishes takes the next member, so no core waits while work is left, and
+/// the longest run first (a few long inner runs last in the queue left one core idle for up
+/// to a third of a step). `cost` (optional, one estimate per member) must be identical on
+/// every rank. `timing` (optional) accumulates the seconds above.
 std::vector<std::vector<double>> evaluate_members(
     int64_t count, int64_t width, int threads, Collective& coll,
-    const std::function<std::vector<double>(int64_t)>& eval, const std::vector<double>& cost = {});
+    const std::function<std::vector<double>(int64_t)>& eval, const std::vector<double>& cost = {},
+    EvalTiming* timing = nullptr);
 
-/// The members of `rank` (of `world`) in the order to run them, for `count` members with the
-/// given cost estimates (see evaluate_members). Deterministic.
-std::vector<int64_t> members_of_rank(int64_t count, int rank, int world,
-                                     const std::vector<double>& cost);
+/// The order in which members are handed out: by decreasing `cost`, ties in index order
+/// (empty `cost`: index order). Deterministic.
+std::vector<int64_t> run_order(int64_t count, const std::vector<double>& cost);
 
 }  // namespace qsched::meta

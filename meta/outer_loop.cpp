@@ -45,6 +45,11 @@ MetaTrainer::MetaTrainer(MetaConfig cfg, std::string out_dir, Collective& coll)
   controller_ = Controller(cfg_.controller);
   theta_ = controller_->flat_parameters();
   adam_ = std::make_unique<FlatAdam>(cfg_.optimizer, theta_.numel());
+  // A PES particle's inner runs live in the process that started them (and only rank 0 writes
+  // checkpoints), so PES is one process; its pairs still run in parallel on --threads.
+  TORCH_CHECK_VALUE(cfg_.estimator.name != "pes" || coll_.world_size() == 1,
+                    "meta config: estimator \"pes\" with WORLD_SIZE=", coll_.world_size(),
+                    ". Violated constraint: PES runs in one process (use --threads for cores)");
 }
 
 void MetaTrainer::start(bool resume) {
@@ -60,20 +65,22 @@ void MetaTrainer::start(bool resume) {
   }
 }
 
-double MetaTrainer::task_cost(const Task& t, const data::Splits& s) {
+double MetaTrainer::task_cost(const Task& t) {
+  const inner::RunConfig rc = task_run_config(cfg_, t);
   const std::string key = t.network.dump();
   auto it = net_params_.find(key);
   if (it == net_params_.end()) {
-    inner::InputShape in{s.train.images.size(1), s.train.images.size(2), s.train.images.size(3)};
+    const inner::InputShape in = data_.input_shape(rc);
+    const int64_t classes = data_.num_classes(rc);
     double n = 0;
     {
       std::lock_guard<std::mutex> lock(global_generator_mutex());
-      for (const auto& p : inner::build_network(t.network, in, s.train.num_classes)->parameters())
+      for (const auto& p : inner::build_network(t.network, in, classes)->parameters())
         n += static_cast<double>(p.numel());
     }
     it = net_params_.emplace(key, n).first;
   }
-  return it->second * static_cast<double>(s.train.size() + s.val.size());
+  return it->second * static_cast<double>(rc.data.subset + rc.data.val_size);
 }
 
 std::vector<InnerResult> MetaTrainer::evaluate(const std::vector<Task>& tasks,
@@ -82,9 +89,7 @@ std::vector<InnerResult> MetaTrainer::evaluate(const std::vector<Task>& tasks,
   TORCH_INTERNAL_ASSERT(thetas.empty() || tasks.size() == thetas.size());  // empty: base only
   // Members: base runs of uncached tasks (first appearance order), then the controllers.
   std::vector<Task> base_tasks;
-  std::map<std::string, data::Splits> splits;
   for (const auto& t : tasks) {
-    if (!splits.count(t.key())) splits[t.key()] = data_.get(task_run_config(cfg_, t));
     if (!base_.count(t.key())) {
       bool seen = false;
       for (const auto& b : base_tasks) seen = seen || b.key() == t.key();
@@ -105,7 +110,7 @@ std::vector<InnerResult> MetaTrainer::evaluate(const std::vector<Task>& tasks,
   std::vector<double> cost;
   for (int64_t m = 0; m < count; ++m) {
     const Task& t = m < nb ? base_tasks[m] : tasks[m - nb];
-    cost.push_back(task_cost(t, splits.at(t.key())));
+    cost.push_back(task_cost(t));
   }
   auto rows = evaluate_members(
       count, 4, cfg_.threads, coll_,
@@ -116,11 +121,11 @@ std::vector<InnerResult> MetaTrainer::evaluate(const std::vector<Task>& tasks,
         if (m >= nb)
           s = std::make_unique<ControllerSchedule>(
               ctrls[m - nb], sched::make_schedule(base_spec, cfg_.quantity(), "base schedule"));
-        InnerResult r = run_inner(rc, splits.at(t.key()), std::move(s));
+        InnerResult r = run_inner(rc, data_.get(rc), std::move(s));
         return std::vector<double>{r.val_loss, r.val_acc, r.diverged ? 1.0 : 0.0,
                                    r.interrupted ? 1.0 : 0.0};
       },
-      cost);
+      cost, &timing_);
   *interrupted = false;
   for (const auto& r : rows) *interrupted = *interrupted || r[3] != 0.0;
   std::vector<InnerResult> out;
@@ -142,6 +147,7 @@ std::vector<InnerResult> MetaTrainer::evaluate(const std::vector<Task>& tasks,
 json MetaTrainer::step() {
   using Clock = std::chrono::steady_clock;
   auto t0 = Clock::now();
+  timing_ = EvalTiming();
   torch::Tensor theta_before = theta_.clone(), m_before = adam_->m.clone(),
                 v_before = adam_->v.clone();
   std::vector<Task> tasks;
@@ -167,6 +173,8 @@ json MetaTrainer::step() {
     for (auto it = v.begin(); it != v.end(); ++it) row[it.key()] = it.value();
   }
   row["seconds"] = std::chrono::duration<double>(Clock::now() - t0).count();
+  row["busy_seconds"] = timing_.busy_seconds;
+  row["utilization"] = num(timing_.utilization());
   history_.push_back(row);
   if (coll_.rank() == 0) {
     write_metrics();
@@ -238,7 +246,6 @@ json MetaTrainer::pes_step() {
   const json base_spec = cfg_.base_schedule();
   // Start free particles; base results of their tasks (full base runs, cached).
   std::vector<Task> need;
-  std::map<std::string, data::Splits> splits;
   for (int64_t i = 0; i < P; ++i) {
     Particle& p = particles_[i];
     if (!p.active) {
@@ -249,8 +256,6 @@ json MetaTrainer::pes_step() {
     }
     for (int s = 0; s < 2; ++s)
       if (!p.ctrl[s]) p.ctrl[s] = Controller(cfg_.controller);
-    if (!splits.count(p.task.key()))
-      splits[p.task.key()] = data_.get(task_run_config(cfg_, p.task));
     if (!base_.count(p.task.key())) need.push_back(p.task);
   }
   bool stop = false;
@@ -267,37 +272,47 @@ json MetaTrainer::pes_step() {
   const int64_t T = task_run_config(cfg_, particles_[0].task).train.epochs;
   for (int64_t i = 0; i < P; ++i)
     until[i] = std::min(T, particles_[i].epoch + cfg_.estimator.segment_epochs);
-  auto rows = evaluate_members(2 * P, 4, cfg_.threads, coll_, [&](int64_t m) {
-    Particle& p = particles_[m / 2];
-    const int s = static_cast<int>(m % 2);
-    inner::RunConfig rc = task_run_config(cfg_, p.task);
-    if (!p.trainer[s]) {
-      auto cs = std::make_unique<ControllerSchedule>(
-          p.ctrl[s], sched::make_schedule(base_spec, cfg_.quantity(), "base schedule"));
-      p.schedule[s] = cs.get();
-      p.trainer[s] = std::make_unique<inner::Trainer>(rc, splits.at(p.task.key()),
-                                                      inner::make_algorithm(rc, std::move(cs)));
-      if (!p.resume_file[s].empty()) {
-        p.trainer[s]->load_checkpoint(p.resume_file[s]);
-        if (p.resume_hidden[s].defined() && p.resume_hidden[s].numel() > 0)
-          p.schedule[s]->set_hidden(p.resume_hidden[s]);
-        p.resume_file[s].clear();
-      }
-    }
-    inner::Trainer& t = *p.trainer[s];
-    auto term = t.run(until[m / 2]);
-    if (term == inner::Termination::kInterrupted) return std::vector<double>{NAN, NAN, 0.0, 1.0};
-    if (term == inner::Termination::kDiverged) return std::vector<double>{INFINITY, 0.0, 1.0, 0.0};
-    if (until[m / 2] < rc.train.epochs) {
-      const json& last = t.history().back();
-      return std::vector<double>{last["val_loss"].get<double>(), last["val_acc"].get<double>(), 0.0,
-                                 0.0};
-    }
-    json summary;
-    t.algorithm().finish(t, summary);
-    auto ev = t.eval_on(t.data().val);
-    return std::vector<double>{ev.loss, ev.acc, std::isfinite(ev.loss) ? 0.0 : 1.0, 0.0};
-  });
+  std::vector<double> cost;  // remaining epochs x task size
+  for (int64_t m = 0; m < 2 * P; ++m) {
+    const Particle& p = particles_[m / 2];
+    cost.push_back(task_cost(p.task) * static_cast<double>(until[m / 2] - p.epoch));
+  }
+  auto rows = evaluate_members(
+      2 * P, 4, cfg_.threads, coll_,
+      [&](int64_t m) {
+        Particle& p = particles_[m / 2];
+        const int s = static_cast<int>(m % 2);
+        inner::RunConfig rc = task_run_config(cfg_, p.task);
+        if (!p.trainer[s]) {
+          auto cs = std::make_unique<ControllerSchedule>(
+              p.ctrl[s], sched::make_schedule(base_spec, cfg_.quantity(), "base schedule"));
+          p.schedule[s] = cs.get();
+          p.trainer[s] = std::make_unique<inner::Trainer>(rc, data_.get(rc),
+                                                          inner::make_algorithm(rc, std::move(cs)));
+          if (!p.resume_file[s].empty()) {
+            p.trainer[s]->load_checkpoint(p.resume_file[s]);
+            if (p.resume_hidden[s].defined() && p.resume_hidden[s].numel() > 0)
+              p.schedule[s]->set_hidden(p.resume_hidden[s]);
+            p.resume_file[s].clear();
+          }
+        }
+        inner::Trainer& t = *p.trainer[s];
+        auto term = t.run(until[m / 2]);
+        if (term == inner::Termination::kInterrupted)
+          return std::vector<double>{NAN, NAN, 0.0, 1.0};
+        if (term == inner::Termination::kDiverged)
+          return std::vector<double>{INFINITY, 0.0, 1.0, 0.0};
+        if (until[m / 2] < rc.train.epochs) {
+          const json& last = t.history().back();
+          return std::vector<double>{last["val_loss"].get<double>(), last["val_acc"].get<double>(),
+                                     0.0, 0.0};
+        }
+        json summary;
+        t.algorithm().finish(t, summary);
+        auto ev = t.eval_on(t.data().val);
+        return std::vector<double>{ev.loss, ev.acc, std::isfinite(ev.loss) ? 0.0 : 1.0, 0.0};
+      },
+      cost, &timing_);
   for (const auto& r : rows)
     if (r[3] != 0.0) return json();
   auto g = torch::zeros({n}, torch::kFloat);
@@ -374,53 +389,51 @@ json MetaTrainer::metagrad_step() {
   auto pool = task_pool(cfg_, false);
   const json base_spec = cfg_.base_schedule();
   std::vector<Task> tasks;
-  std::map<std::string, data::Splits> splits;
-  for (int64_t i = 0; i < P; ++i) {
-    tasks.push_back(sample_task(cfg_, pool, k, i));
-    if (!splits.count(tasks[i].key()))
-      splits[tasks[i].key()] = data_.get(task_run_config(cfg_, tasks[i]));
-  }
+  for (int64_t i = 0; i < P; ++i) tasks.push_back(sample_task(cfg_, pool, k, i));
   const MetaGradOptions mopt;
   // Row of task i: meta_loss, hard_loss, hard_acc, diverged, interrupted, epoch, grad[n].
   constexpr int64_t kHead = 6;
-  auto rows = evaluate_members(P, kHead + n, cfg_.threads, coll_, [&](int64_t i) {
-    std::vector<double> row(kHead + n, 0.0);
-    inner::RunConfig rc = task_run_config(cfg_, tasks[i]);
-    Controller ctrl(cfg_.controller);
-    ctrl->set_flat_parameters(theta_);
-    auto cs = std::make_unique<ControllerSchedule>(
-        ctrl, sched::make_schedule(base_spec, cfg_.quantity(), "base schedule"));
-    ControllerSchedule* sp = cs.get();
-    inner::Trainer t(rc, splits.at(tasks[i].key()), inner::make_algorithm(rc, std::move(cs)));
-    auto& driver = dynamic_cast<inner::ana::AnaAlgorithm&>(t.algorithm()).driver();
-    TORCH_CHECK_VALUE(driver.epochs() >= 2,
-                      "meta config: estimator \"metagrad\" needs >= 2 ANA "
-                      "quantization epochs (train.epochs - ana.pretrain_epochs), got ",
-                      driver.epochs());
-    const uint64_t draw = data::derive_seed(data::derive_seed(cfg_.seed, 0x3e7a, k), 0x5e9, i);
-    const int64_t e = driver.start() + static_cast<int64_t>(draw % (driver.epochs() - 1));
-    row[5] = static_cast<double>(e);
-    auto term = t.run(e);
-    if (term == inner::Termination::kInterrupted) {
-      row[4] = 1.0;
-      return row;
-    }
-    if (term == inner::Termination::kDiverged) {
-      row[3] = 1.0;
-      return row;
-    }
-    SegmentMetaGrad s = segment_metagrad(t, *sp, ctrl, cfg_.estimator.unroll, mopt);
-    row[0] = s.meta_loss;
-    row[1] = s.hard_loss;
-    row[2] = s.hard_acc;
-    if (!std::isfinite(s.meta_loss) || !torch::isfinite(s.grad).all().item<bool>()) {
-      row[3] = 1.0;
-      return row;
-    }
-    auto g = s.grad.to(torch::kDouble).contiguous();
-    std::copy(g.data_ptr<double>(), g.data_ptr<double>() + n, row.begin() + kHead);
-    return row;
-  });
+  auto rows = evaluate_members(
+      P, kHead + n, cfg_.threads, coll_,
+      [&](int64_t i) {
+        std::vector<double> row(kHead + n, 0.0);
+        inner::RunConfig rc = task_run_config(cfg_, tasks[i]);
+        Controller ctrl(cfg_.controller);
+        ctrl->set_flat_parameters(theta_);
+        auto cs = std::make_unique<ControllerSchedule>(
+            ctrl, sched::make_schedule(base_spec, cfg_.quantity(), "base schedule"));
+        ControllerSchedule* sp = cs.get();
+        inner::Trainer t(rc, data_.get(rc), inner::make_algorithm(rc, std::move(cs)));
+        auto& driver = dynamic_cast<inner::ana::AnaAlgorithm&>(t.algorithm()).driver();
+        TORCH_CHECK_VALUE(driver.epochs() >= 2,
+                          "meta config: estimator \"metagrad\" needs >= 2 ANA "
+                          "quantization epochs (train.epochs - ana.pretrain_epochs), got ",
+                          driver.epochs());
+        const uint64_t draw = data::derive_seed(data::derive_seed(cfg_.seed, 0x3e7a, k), 0x5e9, i);
+        const int64_t e = driver.start() + static_cast<int64_t>(draw % (driver.epochs() - 1));
+        row[5] = static_cast<double>(e);
+        auto term = t.run(e);
+        if (term == inner::Termination::kInterrupted) {
+          row[4] = 1.0;
+          return row;
+        }
+        if (term == inner::Termination::kDiverged) {
+          row[3] = 1.0;
+          return row;
+        }
+        SegmentMetaGrad s = segment_metagrad(t, *sp, ctrl, cfg_.estimator.unroll, mopt);
+        row[0] = s.meta_loss;
+        row[1] = s.hard_loss;
+        row[2] = s.hard_acc;
+        if (!std::isfinite(s.meta_loss) || !torch::isfinite(s.grad).all().item<bool>()) {
+          row[3] = 1.0;
+          return row;
+        }
+        auto g = s.grad.to(torch::kDouble).contiguous();
+        std::copy(g.data_ptr<double>(), g.data_ptr<double>() + n, row.begin() + kHead);
+        return row;
+      },
+      {}, &timing_);
   for (const auto& r : rows)
     if (r[4] != 0.0) return json();
   auto g = torch::zeros({n}, torch::kDouble);

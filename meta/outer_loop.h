@@ -7,7 +7,8 @@
 //   mt.run(until, callbacks)         outer steps k = step() .. until-1:
 //     pairs i < P: task_i = sample_task(k, i); eps_i from (seed, k, i)
 //     members: base runs of tasks not yet cached, then theta + sigma eps_i, theta - sigma eps_i
-//       (evaluated in parallel: meta/es.h evaluate_members, rank m % world)
+//       (evaluated in parallel: meta/es.h evaluate_members, handed out to threads and ranks
+//        dynamically, longest inner run first)
 //     fitness = val_loss / base_val_loss (meta/task.h); +inf for diverged runs (logged)
 //     g = ES gradient (centered ranks); theta <- Adam(theta, g + wd theta)
 //     every validate_every steps: current theta on the held-out validation tasks
@@ -17,8 +18,10 @@
 //   meta_config.json     the resolved meta config
 //   meta_metrics.jsonl   one row per outer step: step, mean_fitness, best_fitness,
 //                        improvement (1 - mean_fitness), diverged, grad_norm, theta_norm, sigma,
-//                        seconds, tasks; and on validation steps val_fitness, val_improvement,
-//                        val_acc, val_base_acc (means over the validation tasks)
+//                        seconds, busy_seconds (inside inner runs, all workers), utilization
+//                        (busy / (seconds of the evaluations x workers): 1 = no core idled
+//                        at a step's barrier), tasks; and on validation steps val_fitness,
+//                        val_improvement, val_acc, val_base_acc (means over the validation tasks)
 //   meta_state.pt        full meta-state: config, step, theta, Adam moments and step count,
 //                        base-result cache, metric rows. Every random number of a step derives
 //                        from (seed, step, index), so (theta, Adam, step) is the whole state:
@@ -131,10 +134,11 @@ class MetaTrainer {
   json pes_step();
   json metagrad_step();
 
-  /// A PES particle (one antithetic pair of persistent inner runs).
-  /// Relative cost of one inner run of `t` (samples x network parameters), for load balancing.
-  double task_cost(const Task& t, const data::Splits& s);
+  /// Relative cost of one inner run of `t` (samples x network parameters): the longest run
+  /// first. Call from the coordinating thread.
+  double task_cost(const Task& t);
 
+  /// A PES particle (one antithetic pair of persistent inner runs).
   struct Particle {
     bool active = false;
     Task task;
@@ -159,6 +163,7 @@ class MetaTrainer {
   DataCache data_;
   std::map<std::string, double> net_params_;  ///< network spec -> parameter count (cost model)
   std::vector<Particle> particles_;
+  EvalTiming timing_;       ///< of the step in progress (metrics: busy_seconds, utilization)
   bool consistent_ = true;  ///< false after an abandoned PES step: never checkpoint that state
 };
 

@@ -222,43 +222,88 @@ double fitness_of(const InnerResult& r, double base_val_loss) {
   return r.val_loss / base_val_loss;
 }
 
-data::Splits DataCache::get(const inner::RunConfig& cfg) {
+std::shared_ptr<const data::Splits> DataCache::raw_locked(const inner::RunConfig& cfg) {
   json d = cfg.to_json()["data"];
   d.erase("subset");
   d.erase("val_size");
   std::string key = d.dump() + (cfg.data.format == "synthetic" ? std::to_string(cfg.seed) : "");
-  if (key != raw_key_) {
-    raw_ = inner::load_raw_data(cfg);
+  if (key != raw_key_ || !raw_) {
+    data::Splits raw = inner::load_raw_data(cfg);
     // Meta-training never looks at the test files: keep a token test set (no copy of 10k
     // normalized images per task).
-    raw_.test = raw_.test.select(torch::arange(std::min<int64_t>(raw_.test.size(), 16)));
+    raw.test = raw.test.select(torch::arange(std::min<int64_t>(raw.test.size(), 16)));
+    raw_ = std::make_shared<const data::Splits>(std::move(raw));
     raw_key_ = key;
-    prepared_.clear();
+    ++generation_;
+    prepared_.clear();  // threads still preparing or waiting keep their own future and raw copy
+    bytes_.clear();
     lru_.clear();
     prepared_bytes_ = 0;
   }
+  return raw_;
+}
+
+inner::InputShape DataCache::input_shape(const inner::RunConfig& cfg) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const auto& im = raw_locked(cfg)->train.images;
+  return {im.size(1), im.size(2), im.size(3)};
+}
+
+int64_t DataCache::num_classes(const inner::RunConfig& cfg) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return raw_locked(cfg)->train.num_classes;
+}
+
+data::Splits DataCache::get(const inner::RunConfig& cfg) {
   // The split depends on the data section and the seed only (not the network).
   const std::string pkey = cfg.to_json()["data"].dump() + "|" + std::to_string(cfg.seed);
-  auto it = prepared_.find(pkey);
-  if (it != prepared_.end()) {
-    lru_.remove(pkey);
-    lru_.push_front(pkey);
-    return it->second;
+  std::shared_ptr<const data::Splits> raw;
+  std::promise<data::Splits> mine;
+  std::shared_future<data::Splits> ready;
+  int64_t generation = 0;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    raw = raw_locked(cfg);
+    generation = generation_;
+    auto it = prepared_.find(pkey);
+    if (it != prepared_.end()) {
+      lru_.remove(pkey);
+      lru_.push_front(pkey);
+      ready = it->second;
+    } else {
+      prepared_[pkey] = mine.get_future().share();
+      lru_.push_front(pkey);
+    }
   }
-  data::Splits s = inner::prepare_data(cfg, raw_, torch::kCPU);
-  auto bytes = [](const data::Splits& x) {
-    int64_t b = 0;
-    for (const auto* d : {&x.train, &x.val, &x.test})
-      b += d->images.numel() * d->images.element_size() + d->labels.numel() * 8;
-    return b;
-  };
-  prepared_[pkey] = s;
-  lru_.push_front(pkey);
-  prepared_bytes_ += bytes(s);
-  while (prepared_bytes_ > kMaxPreparedBytes && lru_.size() > 1) {
-    prepared_bytes_ -= bytes(prepared_.at(lru_.back()));
-    prepared_.erase(lru_.back());
-    lru_.pop_back();
+  if (ready.valid()) return ready.get();  // prepared, or being prepared by another thread
+  data::Splits s;
+  try {
+    s = inner::prepare_data(cfg, *raw, torch::kCPU);
+  } catch (...) {
+    mine.set_exception(std::current_exception());
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (generation == generation_) {  // the next request tries again (and fails the same way)
+      prepared_.erase(pkey);
+      lru_.remove(pkey);
+    }
+    throw;
+  }
+  mine.set_value(s);
+  int64_t b = 0;
+  for (const auto* d : {&s.train, &s.val, &s.test})
+    b += d->images.numel() * d->images.element_size() + d->labels.numel() * 8;
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (generation != generation_) return s;  // the raw data changed meanwhile: not cached
+  bytes_[pkey] = b;
+  prepared_bytes_ += b;
+  // Evict the least recently used ready splits (never one being prepared, never the newest).
+  for (auto it = lru_.end(); prepared_bytes_ > kMaxPreparedBytes && it != lru_.begin();) {
+    --it;
+    if (*it == pkey || !bytes_.count(*it)) continue;
+    prepared_bytes_ -= bytes_.at(*it);
+    bytes_.erase(*it);
+    prepared_.erase(*it);
+    it = lru_.erase(it);
   }
   return s;
 }

@@ -33,15 +33,18 @@
 // < 1 better). A diverged or non-finite run has fitness +inf (ranked worst).
 #include <torch/torch.h>
 
+#include <future>
 #include <list>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "datasets/dataset.h"
 #include "inner/config.h"
+#include "inner/network.h"
 #include "meta/controller.h"
 #include "meta/es.h"
 
@@ -116,22 +119,34 @@ double fitness_of(const InnerResult& r, double base_val_loss);
 
 /// Raw data files read once and shared (read-only) by all tasks of a meta-training run, and
 /// the prepared splits of recent tasks: preparing one (a seeded train/val split of the whole
-/// training set, the subset, normalization) took 0.1-0.2 s, i.e. about a fifth of an outer
-/// step on the coordinating thread, serial time that capped the speedup of parallel members.
+/// training set, the subset, normalization) takes 0.1-0.2 s. Members fetch their split
+/// themselves, in parallel: done on the coordinating thread, before the members started, this
+/// was serial time (about a tenth of an early outer step) that capped the parallel speedup.
 class DataCache {
  public:
   /// Prepared splits of a task (split, subset, normalization of a shared raw copy), shared
-  /// read-only by every member of that task. Not thread-safe: call from the coordinating thread.
+  /// read-only by every member of that task. Thread-safe: each split is prepared once (other
+  /// threads asking for it wait for that), different splits are prepared in parallel.
   data::Splits get(const inner::RunConfig& cfg);
+  /// Shape of one input image of the task's data (reads the raw files on first use).
+  inner::InputShape input_shape(const inner::RunConfig& cfg);
+  /// Number of classes of the task's data (reads the raw files on first use).
+  int64_t num_classes(const inner::RunConfig& cfg);
 
   /// Bound on the bytes of prepared splits kept (the least recently used go first).
   static constexpr int64_t kMaxPreparedBytes = int64_t(1) << 30;
 
  private:
+  /// The raw data of `cfg` (loaded if it is not the current raw data); mutex_ held.
+  std::shared_ptr<const data::Splits> raw_locked(const inner::RunConfig& cfg);
+
+  std::mutex mutex_;
   std::string raw_key_;
-  data::Splits raw_;
-  std::map<std::string, data::Splits> prepared_;
-  std::list<std::string> lru_;  ///< most recently used first
+  std::shared_ptr<const data::Splits> raw_;
+  int64_t generation_ = 0;  ///< raw data loads so far (a split of older raw data is not kept)
+  std::map<std::string, std::shared_future<data::Splits>> prepared_;
+  std::map<std::string, int64_t> bytes_;  ///< of the prepared splits that are ready
+  std::list<std::string> lru_;            ///< most recently used first
   int64_t prepared_bytes_ = 0;
 };
 

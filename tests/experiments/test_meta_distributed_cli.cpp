@@ -188,6 +188,17 @@ TEST(MetaTrainDistributed, BadLaunchVariablesAreOneLineErrors) {
   EXPECT_NE(r.output.find("[rank 1] qsched meta-train: error: rank 0: "), std::string::npos)
       << r.output;
   EXPECT_NE(r.output.find("missing.json"), std::string::npos) << r.output;
+  // PES keeps its inner runs in one process: several ranks are refused before any run.
+  json pes = tiny_meta_config();
+  pes["estimator"]["name"] = "pes";
+  pes["estimator"]["segment_epochs"] = 1;
+  const std::string pes_cfg = d.file("pes.json");
+  write_file(pes_cfg, pes.dump());
+  r = run_qsched(launch(2, "--config " + pes_cfg + " --out " + d.file("pes")), 120);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("estimator \"pes\" with WORLD_SIZE=2. Violated constraint"),
+            std::string::npos)
+      << r.output;
 }
 
 }  // namespace

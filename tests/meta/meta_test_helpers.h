@@ -20,12 +20,6 @@ struct StopAfter : MetaCallbacks {
   int64_t k;
 };
 
-/// History rows without their "seconds" (the only field that may differ between runs).
-inline std::vector<json> without_seconds(std::vector<json> rows) {
-  for (auto& r : rows) r.erase("seconds");
-  return rows;
-}
-
 /// Starts a fresh meta-training of `config` in `dir` for `steps` steps, interrupts it after step
 /// `stop_after` and saves its checkpoint, as Ctrl-C would; the caller resumes from `dir`.
 inline void run_until_interrupted(const json& config, const std::string& dir, Collective& coll,

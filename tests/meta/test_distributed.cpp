@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "meta/distributed.h"
+#include "meta/es.h"
 #include "tests/util/test_util.h"
 
 namespace qsched::meta {
@@ -285,6 +286,49 @@ TEST_P(GlooThreads, EveryRankSeesTheSameBitExactResults) {
 }
 
 INSTANTIATE_TEST_SUITE_P(World, GlooThreads, ::testing::Values(2, 3));
+
+// Dynamic work sharing: every member of every round runs exactly once over all threads of all
+// ranks, whoever is faster takes more, and every rank returns the same rows.
+TEST_P(GlooThreads, EvaluateMembersSharesTheWorkAndGathersEveryRow) {
+  const int world = GetParam();
+  const int port = free_loopback_port();
+  constexpr int kRounds = 3, kCount = 11;
+  std::atomic<int> runs[kRounds][kCount] = {};
+  std::atomic<int> by_rank[3] = {};
+  auto out = on_threads(world, [&](int r) {
+    auto c = make_collective(loopback(port, r, world));
+    std::ostringstream text;
+    for (int round = 0; round < kRounds; ++round) {
+      std::vector<double> cost;
+      for (int m = 0; m < kCount; ++m) cost.push_back((m * 7) % 5);
+      EvalTiming timing;
+      auto rows = evaluate_members(
+          kCount, 2, 2, *c,
+          [&](int64_t m) {
+            ++runs[round][m];
+            ++by_rank[r];
+            // rank 0 is slow: the others must take more of the work
+            std::this_thread::sleep_for(std::chrono::milliseconds(r == 0 ? 100 : 5));
+            return std::vector<double>{double(m) / 3.0, double(round)};
+          },
+          cost, &timing);
+      text << hex_bits(rows) << "\n";
+      EXPECT_GT(timing.busy_seconds, 0.0);
+      EXPECT_GE(timing.slot_seconds, timing.busy_seconds);
+    }
+    return text.str();
+  });
+  std::ostringstream want;
+  for (int round = 0; round < kRounds; ++round) {
+    std::vector<std::vector<double>> rows;
+    for (int m = 0; m < kCount; ++m) rows.push_back({double(m) / 3.0, double(round)});
+    want << hex_bits(rows) << "\n";
+  }
+  for (int r = 0; r < world; ++r) EXPECT_EQ(out[r], want.str()) << "rank " << r;
+  for (int round = 0; round < kRounds; ++round)
+    for (int m = 0; m < kCount; ++m) EXPECT_EQ(runs[round][m].load(), 1) << round << " " << m;
+  for (int r = 1; r < world; ++r) EXPECT_GT(by_rank[r].load(), by_rank[0].load()) << r;
+}
 
 TEST(GlooRendezvous, UnreachableMasterFailsWithinTheTimeout) {
   const int port = free_loopback_port();  // nobody listens there

@@ -1,7 +1,11 @@
 // ES building blocks and the toy task with a known optimal schedule.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <mutex>
+#include <thread>
 
 #include "meta/controller.h"
 #include "meta/es.h"
@@ -63,30 +67,10 @@ TEST(Es, FlatAdamMatchesTorchAdam) {
   }
 }
 
-TEST(Es, MembersOfRankPartitionTheMembersLongestFirstAndBalanced) {
-  EXPECT_EQ(members_of_rank(7, 1, 3, {}), (std::vector<int64_t>{1, 4}));  // no costs: m % world
-  const std::vector<double> cost = {1, 9, 2, 9, 4, 4, 1, 3, 2, 5};
-  for (int world : {1, 2, 3}) {
-    std::vector<int> owner(cost.size(), -1);
-    std::vector<double> load(world, 0.0);
-    for (int r = 0; r < world; ++r) {
-      auto mine = members_of_rank(10, r, world, cost);
-      EXPECT_EQ(mine, members_of_rank(10, r, world, cost));  // deterministic
-      for (size_t i = 0; i < mine.size(); ++i) {
-        EXPECT_EQ(owner[mine[i]], -1) << "member " << mine[i] << " on two ranks";
-        owner[mine[i]] = r;
-        load[r] += cost[mine[i]];
-        if (i > 0) {
-          EXPECT_GE(cost[mine[i - 1]], cost[mine[i]]) << "longest first";
-        }
-      }
-    }
-    for (int o : owner) EXPECT_GE(o, 0) << "a member is on no rank";
-    // Longest-processing-time bound: no rank exceeds the mean load by more than the largest job.
-    const double mean = 40.0 / world;
-    for (double l : load) EXPECT_LE(l, mean + 9.0);
-  }
-  EXPECT_THROW(members_of_rank(3, 0, 1, {1.0, 2.0}), c10::Error);
+TEST(Es, RunOrderIsLongestFirstAndStable) {
+  EXPECT_EQ(run_order(4, {}), (std::vector<int64_t>{0, 1, 2, 3}));
+  EXPECT_EQ(run_order(6, {1, 9, 2, 9, 4, 0.5}), (std::vector<int64_t>{1, 3, 4, 2, 0, 5}));
+  EXPECT_THROW(run_order(3, {1.0, 2.0}), c10::Error);
 }
 
 TEST(Es, EvaluateMembersIsThreadIndependentAndPropagatesErrors) {
@@ -98,12 +82,44 @@ TEST(Es, EvaluateMembersIsThreadIndependentAndPropagatesErrors) {
   std::vector<double> cost = {5, 1, 4, 2, 8, 3, 3, 0.5, 7};
   EXPECT_EQ(evaluate_members(9, 2, 2, coll, f, cost), one);  // order never changes the rows
   EXPECT_EQ(one[3], (std::vector<double>{9.0, std::sqrt(3.0)}));
+  EXPECT_EQ(evaluate_members(0, 2, 2, coll, f).size(), 0u);
   EXPECT_THROW(evaluate_members(4, 1, 2, coll,
                                 [](int64_t m) -> std::vector<double> {
                                   TORCH_CHECK_VALUE(m != 2, "member 2 failed");
                                   return {0.0};
                                 }),
                c10::ValueError);
+  EXPECT_THROW(evaluate_members(3, 2, 2, coll, [](int64_t) { return std::vector<double>{1.0}; }),
+               c10::Error);  // wrong width
+}
+
+TEST(Es, EvaluateMembersRunsEachMemberOnceLongestFirstAndTimesThem) {
+  LocalCollective coll;
+  const std::vector<double> cost = {1, 6, 3, 6, 2};
+  std::mutex mu;
+  std::vector<int64_t> started;
+  auto f = [&](int64_t m) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      started.push_back(m);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10 * static_cast<int>(cost[m])));
+    return std::vector<double>{double(m)};
+  };
+  EvalTiming timing;
+  auto rows = evaluate_members(5, 1, 1, coll, f, cost, &timing);
+  EXPECT_EQ(started, (std::vector<int64_t>{1, 3, 2, 4, 0}));  // one thread: exactly run_order
+  for (int64_t m = 0; m < 5; ++m) EXPECT_EQ(rows[m], std::vector<double>{double(m)});
+  EXPECT_GE(timing.busy_seconds, 0.18);  // 10 ms x 18 of sleeping
+  EXPECT_GE(timing.slot_seconds, timing.busy_seconds);
+  EXPECT_LE(timing.utilization(), 1.0);
+  started.clear();
+  EvalTiming two;
+  evaluate_members(5, 1, 3, coll, f, cost, &two);
+  std::sort(started.begin(), started.end());
+  EXPECT_EQ(started, (std::vector<int64_t>{0, 1, 2, 3, 4}));  // three threads: each once
+  EXPECT_GE(two.slot_seconds, two.busy_seconds);
+  EXPECT_TRUE(std::isnan(EvalTiming().utilization()));
 }
 
 // A toy task whose best schedule is known: fitness = mean squared distance between the

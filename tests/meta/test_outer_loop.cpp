@@ -1,6 +1,8 @@
 // The outer loop on tiny synthetic tasks: determinism, exact resume, divergence, bad input.
 #include <gtest/gtest.h>
 
+#include <thread>
+
 #include "inner/io.h"
 #include "inner/runtime.h"
 #include "meta/controller_io.h"
@@ -51,6 +53,33 @@ TEST(DataCache, CachedSplitsEqualFreshlyPreparedOnes) {
   data::Splits other = cache.get(inner::parse_run_config(j));
   EXPECT_EQ(other.train.size(), 32);
   EXPECT_EQ(cache.get(cfg).train.images.data_ptr(), a.train.images.data_ptr());
+  EXPECT_EQ(cache.input_shape(cfg).channels, fresh.train.images.size(1));
+  EXPECT_EQ(cache.num_classes(cfg), fresh.train.num_classes);
+}
+
+// Members fetch their splits from worker threads: every thread asking for one split gets the
+// same prepared tensors (prepared once), and different splits come out as prepared alone.
+TEST(DataCache, ThreadsShareOnePreparationPerSplit) {
+  json j = test::synthetic_config(3);
+  DataCache cache;
+  std::vector<inner::RunConfig> cfgs;
+  for (int64_t subset : {16, 32, 48}) {
+    j["data"]["subset"] = subset;
+    cfgs.push_back(inner::parse_run_config(j));
+  }
+  constexpr int kThreads = 6;
+  std::vector<data::Splits> got(kThreads);
+  std::vector<std::thread> ts;
+  for (int i = 0; i < kThreads; ++i) ts.emplace_back([&, i] { got[i] = cache.get(cfgs[i % 3]); });
+  for (auto& t : ts) t.join();
+  for (int i = 0; i < kThreads; ++i) {
+    data::Splits fresh =
+        inner::prepare_data(cfgs[i % 3], inner::load_raw_data(cfgs[i % 3]), torch::kCPU);
+    EXPECT_TRUE(torch::equal(got[i].train.images, fresh.train.images)) << i;
+    EXPECT_TRUE(torch::equal(got[i].val.labels, fresh.val.labels)) << i;
+    EXPECT_EQ(got[i].train.images.data_ptr(), got[(i + 3) % kThreads].train.images.data_ptr())
+        << "split " << i % 3 << " prepared twice";
+  }
 }
 
 TEST(OuterLoop, ResumeAndThreadsGiveBitIdenticalControllers) {
@@ -72,7 +101,7 @@ TEST(OuterLoop, ResumeAndThreadsGiveBitIdenticalControllers) {
   EXPECT_FALSE(
       torch::equal(straight.theta(),
                    Controller(straight.config().controller)->flat_parameters()));  // it did move
-  EXPECT_EQ(without_seconds(straight.history()), without_seconds(resumed.history()));
+  EXPECT_EQ(test::strip_time(straight.history()), test::strip_time(resumed.history()));
   // Rows: every step; validation on steps 3 and 6.
   const auto& h = resumed.history();
   ASSERT_EQ(h.size(), 6u);
@@ -117,7 +146,7 @@ TEST(OuterLoop, PesKeepsInnerRunsAcrossStepsAndResumesExactly) {
   EXPECT_EQ(resumed.steps_done(), 2);
   ASSERT_TRUE(resumed.run(5));
   EXPECT_TRUE(torch::equal(straight.theta(), resumed.theta()));
-  EXPECT_EQ(without_seconds(straight.history()), without_seconds(resumed.history()));
+  EXPECT_EQ(test::strip_time(straight.history()), test::strip_time(resumed.history()));
   // A missing inner checkpoint is a clear error.
   std::remove(b.file("pes_5_0_0.pt").c_str());
   MetaTrainer broken(MetaConfig::from_json(j), b.path(), coll);

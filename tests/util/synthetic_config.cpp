@@ -52,7 +52,7 @@ std::unique_ptr<inner::Trainer> make_trainer(const json& j) {
 std::vector<json> strip_time(const std::vector<json>& rows) {
   std::vector<json> out;
   for (auto r : rows) {
-    r.erase("seconds");
+    for (const char* k : {"seconds", "busy_seconds", "utilization"}) r.erase(k);
     out.push_back(r);
   }
   return out;
