@@ -8,6 +8,7 @@
 #include <map>
 
 #include "inner/runtime.h"
+#include "meta/collective.h"
 
 namespace po = boost::program_options;
 
@@ -52,6 +53,7 @@ void print_help() {
   for (const auto& c : commands()) std::printf("  %-12s %s\n", c.name, c.summary);
   std::printf(
       "\nexit codes: 0 ok, 2 bad input (usage, config, data, checkpoint), 1 internal error,\n"
+      "            3 a distributed peer was lost (continue with --resume),\n"
       "            130 interrupted (checkpoint saved; continue with --resume)\n");
 }
 
@@ -78,6 +80,10 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "qsched %s: error: %s (see qsched %s --help)\n", c.name, e.what(),
                    c.name);
       return kExitBadInput;
+    } catch (const meta::PeerFailure& e) {
+      std::fprintf(stderr, "qsched %s: error: %s; the last checkpoint resumes with --resume\n",
+                   c.name, e.what_without_backtrace());
+      return kExitPeerLost;
     } catch (const c10::Error& e) {
       std::fprintf(stderr, "qsched %s: internal error: %s\n", c.name, e.what_without_backtrace());
       return kExitInternal;

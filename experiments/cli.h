@@ -13,6 +13,7 @@ namespace qsched::cli {
 constexpr int kExitOk = 0;
 constexpr int kExitInternal = 1;
 constexpr int kExitBadInput = 2;
+constexpr int kExitPeerLost = 3;  ///< distributed run: another rank exited or stopped answering
 
 /// Entry point of the program; never throws.
 int main(int argc, char** argv);

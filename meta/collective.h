@@ -8,7 +8,9 @@
 //                  TCPStore from MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE
 //
 // Every call is collective: all ranks call it in the same order. A rank that dies makes the
-// others fail within the group's timeout with a c10::Error naming the operation (no hang).
+// others fail within the group's timeout with a PeerFailure naming the operation (no hang).
+#include <c10/util/Exception.h>
+
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -16,6 +18,14 @@
 #include <vector>
 
 namespace qsched::meta {
+
+/// A collective or work claim failed because another rank exited or stopped answering: not a
+/// bug of this process (the CLI reports it as an error with its own exit code, and the last
+/// checkpoint resumes). A c10::Error, so generic handlers still catch it.
+class PeerFailure : public c10::Error {
+ public:
+  explicit PeerFailure(const std::string& msg) : c10::Error(msg, "") {}
+};
 
 class Collective {
  public:

@@ -262,16 +262,17 @@ class GlooCollective : public Collective {
   int64_t claim(int64_t round) override {
     TORCH_CHECK(round == round_, "claim for work round ", round, " during round ", round_);
     std::lock_guard<std::mutex> lock(store_mutex_);  // one store client, several threads
-    TORCH_CHECK(!broken_, "distributed work claim on rank ", rank_,
-                ": the group failed in an earlier collective");
+    if (broken_)
+      throw PeerFailure(c10::str("distributed work claim on rank ", rank_,
+                                 ": the group failed in an earlier collective"));
     int64_t next = -1;
     try {
       next = store_->add(work_key(round), 1) - 1;
     } catch (const std::exception& e) {
       broken_ = true;
-      TORCH_CHECK(false, "distributed work claim failed on rank ", rank_, " of ", world_,
-                  ": the store on rank 0 is gone or did not answer within ", timeout_seconds_,
-                  " s (", first_line(e), ")");
+      throw PeerFailure(c10::str("distributed work claim failed on rank ", rank_, " of ", world_,
+                                 ": the store on rank 0 is gone or did not answer within ",
+                                 timeout_seconds_, " s (", first_line(e), ")"));
     }
     return next;
   }
@@ -279,15 +280,16 @@ class GlooCollective : public Collective {
  private:
   template <class F>
   void run(const char* what, F start) {
-    TORCH_CHECK(!broken_, "distributed ", what, " on rank ", rank_,
-                ": the group failed in an earlier collective");
+    if (broken_)
+      throw PeerFailure(c10::str("distributed ", what, " on rank ", rank_,
+                                 ": the group failed in an earlier collective"));
     try {
       start()->wait();
     } catch (const std::exception& e) {
       broken_ = true;
-      TORCH_CHECK(false, "distributed ", what, " failed on rank ", rank_, " of ", world_,
-                  ": a peer exited or did not answer within ", timeout_seconds_, " s (",
-                  first_line(e), ")");
+      throw PeerFailure(c10::str("distributed ", what, " failed on rank ", rank_, " of ", world_,
+                                 ": a peer exited or did not answer within ", timeout_seconds_,
+                                 " s (", first_line(e), ")"));
     }
   }
 

@@ -3,6 +3,7 @@
 // worker, Ctrl-C, and bad launch variables.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <sstream>
 
@@ -125,10 +126,12 @@ TEST(MetaTrainDistributed, KilledWorkerStopsTheRunAndTheCheckpointResumes) {
   EXPECT_NE(log.find("qsched launch: error: rank 1 of 2 was killed by signal 9"), std::string::npos)
       << log;
   // Rank 0 noticed by itself (closed connection), with one clear line.
-  EXPECT_NE(log.find("qsched meta-train: internal error: distributed allgather failed on rank 0 "
+  EXPECT_NE(log.find("qsched meta-train: error: distributed allgather failed on rank 0 "
                      "of 2: a peer exited or did not answer"),
             std::string::npos)
       << log;
+  EXPECT_NE(log.find("; the last checkpoint resumes with --resume"), std::string::npos) << log;
+  EXPECT_EQ(log.find("internal error"), std::string::npos) << log;
   // The last checkpoint is intact: resume it with another world size.
   RunState before = state_of(out);
   ASSERT_GE(before.step, 1);
@@ -136,6 +139,31 @@ TEST(MetaTrainDistributed, KilledWorkerStopsTheRunAndTheCheckpointResumes) {
                  600);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(state_of(out).step, before.step + 1);
+}
+
+// Without the launcher: rank 0's own exit code when its peer is killed is 3 (peer lost).
+TEST(MetaTrainDistributed, LostPeerExitsThree) {
+  TempDir d;
+  json long_cfg = tiny_meta_config();
+  long_cfg["steps"] = 1000;
+  long_cfg["validate_every"] = 0;
+  const std::string cfg = write_meta_config(d, long_cfg);
+  const std::string out = d.file("run");
+  const std::string env = "WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" +
+                          std::to_string(meta::free_loopback_port()) + " QSCHED_DIST_TIMEOUT=60 ";
+  const std::string cmd =
+      qsched_binary() + " meta-train --quiet --threads 1 --config " + cfg + " --out " + out;
+  auto r = run_shell("env RANK=0 " + env + cmd + " > " + d.file("r0.log") +
+                     " 2>&1 & A=$!; env RANK=1 " + env + cmd + " > " + d.file("r1.log") +
+                     " 2>&1 & B=$!; for i in $(seq 1 3000); do [ -f " + out +
+                     "/meta_state.pt ] && break; sleep 0.1; done; kill -9 $B; "
+                     "( sleep 120; kill -9 $A ) >/dev/null 2>&1 & W=$!; wait $A; "
+                     "echo \"rank0_exit=$?\"; kill $W 2>/dev/null");
+  std::string log = read_file(d.file("r0.log"));
+  EXPECT_NE(r.output.find("rank0_exit=3"), std::string::npos) << r.output << log;
+  EXPECT_NE(log.find("qsched meta-train: error: distributed "), std::string::npos) << log;
+  EXPECT_EQ(std::count(log.begin(), log.end(), '\n'), 1) << log;
+  EXPECT_GE(state_of(out).step, 1);  // the checkpoint is intact
 }
 
 TEST(MetaTrainDistributed, CtrlCStopsEveryRankWithACheckpoint) {
