@@ -21,6 +21,19 @@ std::string write_meta_config(const TempDir& d, json cfg) {
   return d.file("meta.json");
 }
 
+// A run that goes on until it is stopped (1000 steps, no validation).
+std::string write_long_meta_config(const TempDir& d) {
+  json cfg = tiny_meta_config();
+  cfg["steps"] = 1000;
+  cfg["validate_every"] = 0;
+  return write_meta_config(d, cfg);
+}
+
+// Shell: wait (at most 300 s) until the run in `out` has written its first checkpoint.
+std::string wait_for_checkpoint(const std::string& out) {
+  return "for i in $(seq 1 3000); do [ -f " + out + "/meta_state.pt ] && break; sleep 0.1; done; ";
+}
+
 std::string launch(int nproc, const std::string& meta_args) {
   return nproc == 1
              ? "meta-train --quiet " + meta_args
@@ -101,21 +114,14 @@ TEST(MetaTrainDistributed, ResumeWithAnotherWorldSizeIsExact) {
 
 TEST(MetaTrainDistributed, KilledWorkerStopsTheRunAndTheCheckpointResumes) {
   TempDir d;
-  json long_cfg = tiny_meta_config();
-  long_cfg["steps"] = 1000;
-  long_cfg["validate_every"] = 0;
-  const std::string cfg = write_meta_config(d, long_cfg);
+  const std::string cfg = write_long_meta_config(d);
   const std::string out = d.file("run");
   // Wait for the first checkpoint, then kill -9 rank 1 (found through its environment). The
   // grace period is long so that rank 0, even on a loaded machine, notices the loss by itself
   // (at its next collective) before the launcher would SIGTERM it.
   auto r = run_shell(
       qsched_binary() + " launch --nproc 2 --grace 60 -- meta-train --quiet --config " + cfg +
-      " --out " + out + " > " + d.file("launch.log") +
-      " 2>&1 & L=$!; "
-      "for i in $(seq 1 3000); do [ -f " +
-      out +
-      "/meta_state.pt ] && break; sleep 0.1; done; "
+      " --out " + out + " > " + d.file("launch.log") + " 2>&1 & L=$!; " + wait_for_checkpoint(out) +
       "for c in $(pgrep -P $L); do "
       "  tr '\\0' '\\n' < /proc/$c/environ | grep -qx RANK=1 && kill -9 $c; "
       "done; "
@@ -144,21 +150,18 @@ TEST(MetaTrainDistributed, KilledWorkerStopsTheRunAndTheCheckpointResumes) {
 // Without the launcher: rank 0's own exit code when its peer is killed is 3 (peer lost).
 TEST(MetaTrainDistributed, LostPeerExitsThree) {
   TempDir d;
-  json long_cfg = tiny_meta_config();
-  long_cfg["steps"] = 1000;
-  long_cfg["validate_every"] = 0;
-  const std::string cfg = write_meta_config(d, long_cfg);
+  const std::string cfg = write_long_meta_config(d);
   const std::string out = d.file("run");
   const std::string env = "WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" +
                           std::to_string(meta::free_loopback_port()) + " QSCHED_DIST_TIMEOUT=60 ";
   const std::string cmd =
       qsched_binary() + " meta-train --quiet --threads 1 --config " + cfg + " --out " + out;
-  auto r = run_shell("env RANK=0 " + env + cmd + " > " + d.file("r0.log") +
-                     " 2>&1 & A=$!; env RANK=1 " + env + cmd + " > " + d.file("r1.log") +
-                     " 2>&1 & B=$!; for i in $(seq 1 3000); do [ -f " + out +
-                     "/meta_state.pt ] && break; sleep 0.1; done; kill -9 $B; "
-                     "( sleep 120; kill -9 $A ) >/dev/null 2>&1 & W=$!; wait $A; "
-                     "echo \"rank0_exit=$?\"; kill $W 2>/dev/null");
+  auto r =
+      run_shell("env RANK=0 " + env + cmd + " > " + d.file("r0.log") + " 2>&1 & A=$!; env RANK=1 " +
+                env + cmd + " > " + d.file("r1.log") + " 2>&1 & B=$!; " + wait_for_checkpoint(out) +
+                "kill -9 $B; "
+                "( sleep 120; kill -9 $A ) >/dev/null 2>&1 & W=$!; wait $A; "
+                "echo \"rank0_exit=$?\"; kill $W 2>/dev/null");
   std::string log = read_file(d.file("r0.log"));
   EXPECT_NE(r.output.find("rank0_exit=3"), std::string::npos) << r.output << log;
   EXPECT_NE(log.find("qsched meta-train: error: distributed "), std::string::npos) << log;
@@ -168,17 +171,12 @@ TEST(MetaTrainDistributed, LostPeerExitsThree) {
 
 TEST(MetaTrainDistributed, CtrlCStopsEveryRankWithACheckpoint) {
   TempDir d;
-  json long_cfg = tiny_meta_config();
-  long_cfg["steps"] = 1000;
-  long_cfg["validate_every"] = 0;
-  const std::string cfg = write_meta_config(d, long_cfg);
+  const std::string cfg = write_long_meta_config(d);
   const std::string out = d.file("run");
   auto r = run_shell(qsched_binary() + " launch --nproc 2 -- meta-train --quiet --config " + cfg +
-                     " --out " + out + " > " + d.file("launch.log") +
-                     " 2>&1 & L=$!; "
-                     "for i in $(seq 1 3000); do [ -f " +
-                     out +
-                     "/meta_state.pt ] && break; sleep 0.1; done; kill -INT $L; "
+                     " --out " + out + " > " + d.file("launch.log") + " 2>&1 & L=$!; " +
+                     wait_for_checkpoint(out) +
+                     "kill -INT $L; "
                      "( sleep 120; kill -9 $L ) >/dev/null 2>&1 & W=$!; wait $L; "
                      "echo \"launch_exit=$?\"; kill $W 2>/dev/null");
   std::string log = read_file(d.file("launch.log"));
