@@ -13,7 +13,8 @@
 //
 // Perturbations are regenerated from integers, never stored or sent. Members are evaluated in
 // parallel threads (one intra-op thread each) on this rank and spread over the ranks of a
-// Collective (member m on rank m % world); every rank gets all fitness values and applies the
+// Collective (handed out one at a time to whichever thread of any rank is free, see
+// evaluate_members); every rank gets all fitness values and applies the
 // same update, so theta stays bit-identical everywhere.
 #include <torch/torch.h>
 
