@@ -67,20 +67,30 @@ void MetaTrainer::start(bool resume) {
 
 double MetaTrainer::task_cost(const Task& t) {
   const inner::RunConfig rc = task_run_config(cfg_, t);
+  const DataCache::RawInfo raw = data_.raw_info(rc);
+  // The sizes prepare_data checks, checked here on every rank before any member runs (a member
+  // failing alone on one rank would look like a lost peer to the others).
+  const int64_t train = raw.train_samples - rc.data.val_size;
+  TORCH_CHECK_VALUE(train > 0, "config: data.val_size = ", rc.data.val_size,
+                    ". Violated constraint: val_size < training samples (", raw.train_samples, ")");
+  TORCH_CHECK_VALUE(rc.data.subset <= train, "meta config: task subset ", rc.data.subset,
+                    ". Violated constraint: subset <= training samples after the validation "
+                    "split (",
+                    train, ")");
   const std::string key = t.network.dump();
   auto it = net_params_.find(key);
   if (it == net_params_.end()) {
-    const inner::InputShape in = data_.input_shape(rc);
-    const int64_t classes = data_.num_classes(rc);
     double n = 0;
     {
       std::lock_guard<std::mutex> lock(global_generator_mutex());
-      for (const auto& p : inner::build_network(t.network, in, classes)->parameters())
+      for (const auto& p :
+           inner::build_network(t.network, raw.input, raw.num_classes)->parameters())
         n += static_cast<double>(p.numel());
     }
     it = net_params_.emplace(key, n).first;
   }
-  return it->second * static_cast<double>(rc.data.subset + rc.data.val_size);
+  const int64_t samples = rc.data.subset > 0 ? rc.data.subset : train;
+  return it->second * static_cast<double>(samples + rc.data.val_size);
 }
 
 std::vector<InnerResult> MetaTrainer::evaluate(const std::vector<Task>& tasks,
@@ -389,7 +399,11 @@ json MetaTrainer::metagrad_step() {
   auto pool = task_pool(cfg_, false);
   const json base_spec = cfg_.base_schedule();
   std::vector<Task> tasks;
-  for (int64_t i = 0; i < P; ++i) tasks.push_back(sample_task(cfg_, pool, k, i));
+  std::vector<double> cost;
+  for (int64_t i = 0; i < P; ++i) {
+    tasks.push_back(sample_task(cfg_, pool, k, i));
+    cost.push_back(task_cost(tasks[i]));
+  }
   const MetaGradOptions mopt;
   // Row of task i: meta_loss, hard_loss, hard_acc, diverged, interrupted, epoch, grad[n].
   constexpr int64_t kHead = 6;
@@ -433,7 +447,7 @@ json MetaTrainer::metagrad_step() {
         std::copy(g.data_ptr<double>(), g.data_ptr<double>() + n, row.begin() + kHead);
         return row;
       },
-      {}, &timing_);
+      cost, &timing_);
   for (const auto& r : rows)
     if (r[4] != 0.0) return json();
   auto g = torch::zeros({n}, torch::kDouble);

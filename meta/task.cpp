@@ -243,15 +243,11 @@ std::shared_ptr<const data::Splits> DataCache::raw_locked(const inner::RunConfig
   return raw_;
 }
 
-inner::InputShape DataCache::input_shape(const inner::RunConfig& cfg) {
+DataCache::RawInfo DataCache::raw_info(const inner::RunConfig& cfg) {
   std::lock_guard<std::mutex> lock(mutex_);
-  const auto& im = raw_locked(cfg)->train.images;
-  return {im.size(1), im.size(2), im.size(3)};
-}
-
-int64_t DataCache::num_classes(const inner::RunConfig& cfg) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  return raw_locked(cfg)->train.num_classes;
+  const data::Splits& raw = *raw_locked(cfg);
+  const auto& im = raw.train.images;
+  return {{im.size(1), im.size(2), im.size(3)}, raw.train.num_classes, raw.train.size()};
 }
 
 data::Splits DataCache::get(const inner::RunConfig& cfg) {

@@ -128,10 +128,13 @@ class DataCache {
   /// read-only by every member of that task. Thread-safe: each split is prepared once (other
   /// threads asking for it wait for that), different splits are prepared in parallel.
   data::Splits get(const inner::RunConfig& cfg);
-  /// Shape of one input image of the task's data (reads the raw files on first use).
-  inner::InputShape input_shape(const inner::RunConfig& cfg);
-  /// Number of classes of the task's data (reads the raw files on first use).
-  int64_t num_classes(const inner::RunConfig& cfg);
+  /// What the raw data of a task is (reads the raw files on first use).
+  struct RawInfo {
+    inner::InputShape input;
+    int64_t num_classes = 0;
+    int64_t train_samples = 0;  ///< before the validation split
+  };
+  RawInfo raw_info(const inner::RunConfig& cfg);
 
   /// Bound on the bytes of prepared splits kept (the least recently used go first).
   static constexpr int64_t kMaxPreparedBytes = int64_t(1) << 30;

@@ -53,8 +53,10 @@ TEST(DataCache, CachedSplitsEqualFreshlyPreparedOnes) {
   data::Splits other = cache.get(inner::parse_run_config(j));
   EXPECT_EQ(other.train.size(), 32);
   EXPECT_EQ(cache.get(cfg).train.images.data_ptr(), a.train.images.data_ptr());
-  EXPECT_EQ(cache.input_shape(cfg).channels, fresh.train.images.size(1));
-  EXPECT_EQ(cache.num_classes(cfg), fresh.train.num_classes);
+  const DataCache::RawInfo info = cache.raw_info(cfg);
+  EXPECT_EQ(info.input.channels, fresh.train.images.size(1));
+  EXPECT_EQ(info.num_classes, fresh.train.num_classes);
+  EXPECT_EQ(info.train_samples, inner::load_raw_data(cfg).train.size());
 }
 
 // Members fetch their splits from worker threads: every thread asking for one split gets the
@@ -215,6 +217,14 @@ TEST(OuterLoop, BadConfigsAndCheckpoints) {
   EXPECT_VALUE_ERROR(different.start(true), "different meta config");
   test::write_file(d.file("meta_state.pt"), "not a checkpoint");
   EXPECT_VALUE_ERROR(again.start(true), "corrupt");
+
+  // A task subset larger than the data: one ValueError before any member runs.
+  test::TempDir big_dir;
+  json big = meta_config();
+  big["tasks"]["subsets"] = {1000000};
+  MetaTrainer too_big(MetaConfig::from_json(big), big_dir.path(), coll);
+  too_big.start(false);
+  EXPECT_VALUE_ERROR(too_big.run(1), "subset <= training samples");
 }
 
 }  // namespace
