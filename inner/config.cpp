@@ -219,18 +219,24 @@ data::Splits load_data(const RunConfig& cfg, torch::Device device) {
   return prepare_data(cfg, load_raw_data(cfg), device);
 }
 
+int64_t check_data_sizes(const DataConfig& d, int64_t train_samples) {
+  TORCH_CHECK_VALUE(d.val_size < train_samples, "config: data.val_size = ", d.val_size,
+                    ". Violated constraint: val_size < training samples (", train_samples, ")");
+  const int64_t train = train_samples - d.val_size;
+  TORCH_CHECK_VALUE(d.subset <= train, "config: data.subset = ", d.subset,
+                    ". Violated constraint: subset <= training samples after the validation "
+                    "split (",
+                    train, ")");
+  return d.subset > 0 ? d.subset : train;
+}
+
 data::Splits prepare_data(const RunConfig& cfg, data::Splits s, torch::Device device) {
   const DataConfig& d = cfg.data;
-  TORCH_CHECK_VALUE(d.val_size < s.train.size(), "config: data.val_size = ", d.val_size,
-                    ". Violated constraint: val_size < training samples (", s.train.size(), ")");
+  check_data_sizes(d, s.train.size());
   auto tv = data::split_train_val(s.train, d.val_size, data::derive_seed(cfg.seed, 0x5a1));
   s.train = std::move(tv.first);
   s.val = std::move(tv.second);
   if (d.subset > 0) {
-    TORCH_CHECK_VALUE(d.subset <= s.train.size(), "config: data.subset = ", d.subset,
-                      ". Violated constraint: subset <= training samples after the validation "
-                      "split (",
-                      s.train.size(), ")");
     s.train = data::stratified_subset(s.train, d.subset, data::derive_seed(cfg.seed, 0x5b5));
   }
   if (d.normalize) {

@@ -105,5 +105,9 @@ data::Splits load_data(const RunConfig& cfg, torch::Device device);
 /// normalizes a copy of them for `cfg` (the raw tensors are not modified).
 data::Splits load_raw_data(const RunConfig& cfg);
 data::Splits prepare_data(const RunConfig& cfg, data::Splits raw, torch::Device device);
+/// The size rules prepare_data applies, for `train_samples` raw training samples (c10::ValueError
+/// naming the field otherwise); returns the number of training samples after the split and
+/// subset.
+int64_t check_data_sizes(const DataConfig& d, int64_t train_samples);
 
 }  // namespace qsched::inner

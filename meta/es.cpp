@@ -93,45 +93,39 @@ std::vector<std::vector<double>> evaluate_members(
   double busy = 0;
   std::exception_ptr error;
   std::mutex mutex;
+  auto record = [&] {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (!error) error = std::current_exception();
+  };
   auto worker = [&] {
     at::set_num_threads(1);
-    for (int64_t i = coll.claim(round); i < count; i = coll.claim(round)) {
-      const int64_t m = order[i];
-      try {
-        const auto t0 = Clock::now();
-        std::vector<double> row = eval(m);
-        const double sec = std::chrono::duration<double>(Clock::now() - t0).count();
-        TORCH_CHECK(static_cast<int64_t>(row.size()) == width, "evaluate_members: member gave ",
-                    row.size(), " values, expected ", width);
-        std::lock_guard<std::mutex> lock(mutex);
-        done.emplace_back(m, std::move(row));
-        busy += sec;
-      } catch (...) {
-        std::lock_guard<std::mutex> lock(mutex);
-        if (!error) error = std::current_exception();
+    try {
+      for (int64_t i = coll.claim(round); i < count; i = coll.claim(round)) {
+        const int64_t m = order[i];
+        try {
+          const auto t0 = Clock::now();
+          std::vector<double> row = eval(m);
+          const double sec = std::chrono::duration<double>(Clock::now() - t0).count();
+          TORCH_CHECK(static_cast<int64_t>(row.size()) == width, "evaluate_members: member gave ",
+                      row.size(), " values, expected ", width);
+          std::lock_guard<std::mutex> lock(mutex);
+          done.emplace_back(m, std::move(row));
+          busy += sec;
+        } catch (...) {  // this member failed: the others still run
+          record();
+        }
       }
+    } catch (...) {  // a claim failed (the group broke)
+      record();
     }
   };
   const int n = std::max(1, std::min<int>(threads, static_cast<int>(count)));
-  try {
-    if (n == 1) {
-      worker();
-    } else {
-      std::vector<std::thread> pool;
-      for (int k = 0; k < n; ++k)
-        pool.emplace_back([&] {
-          try {
-            worker();
-          } catch (...) {  // a failed claim (the group broke)
-            std::lock_guard<std::mutex> lock(mutex);
-            if (!error) error = std::current_exception();
-          }
-        });
-      for (auto& th : pool) th.join();
-    }
-  } catch (...) {
-    std::lock_guard<std::mutex> lock(mutex);
-    if (!error) error = std::current_exception();
+  if (n == 1) {
+    worker();
+  } else {
+    std::vector<std::thread> pool;
+    for (int k = 0; k < n; ++k) pool.emplace_back(worker);
+    for (auto& th : pool) th.join();
   }
   if (error) std::rethrow_exception(error);
   // Allgather (busy seconds, threads, then rows as (index, values...)).

@@ -70,13 +70,7 @@ double MetaTrainer::task_cost(const Task& t) {
   const DataCache::RawInfo raw = data_.raw_info(rc);
   // The sizes prepare_data checks, checked here on every rank before any member runs (a member
   // failing alone on one rank would look like a lost peer to the others).
-  const int64_t train = raw.train_samples - rc.data.val_size;
-  TORCH_CHECK_VALUE(train > 0, "config: data.val_size = ", rc.data.val_size,
-                    ". Violated constraint: val_size < training samples (", raw.train_samples, ")");
-  TORCH_CHECK_VALUE(rc.data.subset <= train, "meta config: task subset ", rc.data.subset,
-                    ". Violated constraint: subset <= training samples after the validation "
-                    "split (",
-                    train, ")");
+  const int64_t samples = inner::check_data_sizes(rc.data, raw.train_samples);
   const std::string key = t.network.dump();
   auto it = net_params_.find(key);
   if (it == net_params_.end()) {
@@ -89,7 +83,6 @@ double MetaTrainer::task_cost(const Task& t) {
     }
     it = net_params_.emplace(key, n).first;
   }
-  const int64_t samples = rc.data.subset > 0 ? rc.data.subset : train;
   return it->second * static_cast<double>(samples + rc.data.val_size);
 }
 
