@@ -5,17 +5,12 @@
 #include <atomic>
 #include <csignal>
 
+#include "inner/base/stop.h"
+
 namespace qsched {
 
 namespace {
-std::atomic<bool> g_interrupted{false};
-
-void on_signal(int sig) {
-  if (g_interrupted.exchange(true)) {
-    std::signal(sig, SIG_DFL);
-    std::raise(sig);
-  }
-}
+std::atomic<bool> g_interrupted{false};  // set_interrupted (tests); signals go to interrupt_token()
 }  // namespace
 
 std::string blas_backend() {
@@ -67,15 +62,9 @@ torch::Device parse_device(const std::string& s) {
   return d;
 }
 
-void install_interrupt_handlers() {
-  struct sigaction sa {};
-  sa.sa_handler = on_signal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
+bool interrupted() {
+  return g_interrupted.load(std::memory_order_relaxed) || interrupt_token().stop_requested();
 }
-
-bool interrupted() { return g_interrupted.load(std::memory_order_relaxed); }
 void set_interrupted(bool v) { g_interrupted.store(v); }
 
 std::mutex& global_generator_mutex() {

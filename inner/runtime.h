@@ -5,6 +5,8 @@
 #include <mutex>
 #include <string>
 
+#include "inner/base/stop.h"  // install_interrupt_handlers()
+
 namespace qsched {
 
 /// "openblas" when OpenBLAS is the BLAS that libtorch calls, else "reference" (the Netlib
@@ -23,7 +25,6 @@ torch::Device parse_device(const std::string& s);
 
 /// SIGINT/SIGTERM set a flag instead of killing the process; long loops poll it, checkpoint
 /// and exit. A second signal restores the default action (so a double Ctrl-C kills at once).
-void install_interrupt_handlers();
 bool interrupted();
 /// For tests: sets/clears the flag.
 void set_interrupted(bool v);
