@@ -23,6 +23,7 @@ torch::Device parse_device(const std::string& s);
 
 /// SIGINT/SIGTERM set a flag instead of killing the process; long loops poll it, checkpoint
 /// and exit. A second signal restores the default action (so a double Ctrl-C kills at once).
+/// Interrupted system calls restart (SA_RESTART).
 void install_interrupt_handlers();
 bool interrupted();
 /// For tests: sets/clears the flag.
