@@ -184,7 +184,7 @@ void ArchiveReader::open(const std::string& b, c10::optional<torch::Device> devi
   if (n < 8 || b.compare(0, 8, kArchiveMagic, 8) != 0)
     fail("is corrupt or not a qsched archive (bad magic; expected \"QSCHEDTA\")");
   if (n < kArchiveHeaderBytes)
-    fail("is truncated (" + std::to_string(n) + " bytes, shorter than the " +
+    fail("is corrupt: truncated (" + std::to_string(n) + " bytes, shorter than the " +
          std::to_string(kArchiveHeaderBytes) + "-byte header)");
   const auto version = static_cast<uint32_t>(get_le(b.data() + 8, 4));
   if (version != kArchiveContainerVersion)
@@ -192,8 +192,9 @@ void ArchiveReader::open(const std::string& b, c10::optional<torch::Device> devi
          std::to_string(kArchiveContainerVersion));
   const uint64_t payload = get_le(b.data() + 16, 8);
   if (payload != n - kArchiveHeaderBytes)
-    fail("is truncated or has trailing bytes (" + std::to_string(n) + " bytes; the header says " +
-         std::to_string(kArchiveHeaderBytes) + " + " + std::to_string(payload) + ")");
+    fail("is corrupt: truncated or has trailing bytes (" + std::to_string(n) +
+         " bytes; the header says " + std::to_string(kArchiveHeaderBytes) + " + " +
+         std::to_string(payload) + ")");
   const auto stored = static_cast<uint32_t>(get_le(b.data() + 12, 4));
   const uint32_t crc = crc32_of(b.data() + 16, n - 16);
   if (crc != stored)

@@ -75,7 +75,7 @@ TEST(FileSafetyCli, CorruptCheckpointIsOneLineErrorAndOverwritesNothing) {
                         "config: inq.init_checkpoint '" + run + "/checkpoint.pt' is corrupt");
   // Truncated, garbage, a bare torch archive of an older qsched.
   test::write_file(run + "/checkpoint.pt", good.substr(0, good.size() / 2));
-  expect_one_line_error(run_qsched("train --resume --out " + run), "is truncated");
+  expect_one_line_error(run_qsched("train --resume --out " + run), "is corrupt: truncated");
   test::write_file(run + "/checkpoint.pt", "garbage");
   expect_one_line_error(run_qsched("train --resume --out " + run), "not a qsched archive");
   test::write_file(run + "/checkpoint.pt", good.substr(kArchiveHeaderBytes));
