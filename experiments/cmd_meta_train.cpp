@@ -133,7 +133,9 @@ int cmd_meta_train(const std::vector<std::string>& args) {
                    "       qsched meta-train --resume --out DIR [--steps N]\n\n"
                    "Meta-trains a schedule controller with antithetic ES on a task family and\n"
                    "writes DIR/meta_metrics.jsonl, meta_state.pt, controller.pt and\n"
-                   "controller.json. Ctrl-C saves the meta-state; --resume continues it exactly."))
+                   "controller.json. Ctrl-C saves the meta-state; --resume continues it exactly.\n"
+                   "--out must not exist, be empty, or be a qsched meta-train directory without\n"
+                   "a meta-state (anything else is refused unless --force)."))
     return kExitOk;
   TORCH_CHECK_VALUE(!out.empty(), "missing --out DIR");
   TORCH_CHECK_VALUE(steps == -1 || steps >= 1, "--steps ", steps,

@@ -180,7 +180,9 @@ int cmd_compare(const std::vector<std::string>& args) {
                    "Runs every target x schedule x seed (a learned controller and hand-coded\n"
                    "baselines; same seed = same init and data order), then writes DIR/results.csv\n"
                    "and DIR/report.md: test accuracy of the hardened networks, paired differences\n"
-                   "against the reference schedule with 95% intervals, curves and heatmaps."))
+                   "against the reference schedule with 95% intervals, curves and heatmaps.\n"
+                   "A rerun with the same compare file and controllers continues DIR; another\n"
+                   "compare file or a changed controller is refused."))
     return kExitOk;
   TORCH_CHECK_VALUE(!spec_path.empty(), "missing --config COMPARE.json");
   TORCH_CHECK_VALUE(!out.empty(), "missing --out DIR");
