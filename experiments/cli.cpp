@@ -7,6 +7,7 @@
 #include <iostream>
 #include <map>
 
+#include "inner/io.h"
 #include "inner/runtime.h"
 #include "meta/collective.h"
 
@@ -52,9 +53,13 @@ void print_help() {
       "commands:\n");
   for (const auto& c : commands()) std::printf("  %-12s %s\n", c.name, c.summary);
   std::printf(
-      "\nexit codes: 0 ok, 2 bad input (usage, config, data, checkpoint), 1 internal error,\n"
+      "\nexit codes: 0 ok, 1 internal error,\n"
+      "            2 bad input (usage, config, data, a corrupt checkpoint or controller, an\n"
+      "              output directory that is not qsched's: see --force),\n"
       "            3 a distributed peer was lost (continue with --resume),\n"
-      "            130 interrupted (checkpoint saved; continue with --resume)\n");
+      "            4 writing failed (disk full, file too large, permission denied); files\n"
+      "              written before are intact,\n"
+      "            130 interrupted (the message says whether a checkpoint was saved)\n");
 }
 
 }  // namespace
@@ -84,6 +89,9 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "qsched %s: error: %s; the last checkpoint resumes with --resume\n",
                    c.name, e.what_without_backtrace());
       return kExitPeerLost;
+    } catch (const IoError& e) {
+      std::fprintf(stderr, "qsched %s: I/O error: %s\n", c.name, one_line(e).c_str());
+      return kExitIo;
     } catch (const c10::Error& e) {
       std::fprintf(stderr, "qsched %s: internal error: %s\n", c.name, e.what_without_backtrace());
       return kExitInternal;

@@ -3,8 +3,10 @@
 //
 //   qsched <command> [flags]        qsched --help, qsched <command> --help
 //
-// Exit codes: 0 success, 2 bad input (usage, config, data, checkpoint), 1 internal error,
-// 130 interrupted after a checkpoint was saved.
+// Exit codes: 0 success, 2 bad input (usage, config, data, checkpoint, an output directory that
+// is not qsched's), 1 internal error, 3 a distributed peer was lost, 4 an I/O failure while
+// writing (disk full, file too large, permission denied, a failed rename: IoError in
+// inner/io.h; what was written before is intact), 130 interrupted (SIGINT/SIGTERM).
 #include <string>
 #include <vector>
 
@@ -14,6 +16,7 @@ constexpr int kExitOk = 0;
 constexpr int kExitInternal = 1;
 constexpr int kExitBadInput = 2;
 constexpr int kExitPeerLost = 3;  ///< distributed run: another rank exited or stopped answering
+constexpr int kExitIo = 4;        ///< writing failed (disk full, permissions, ...): inner/io.h
 
 /// Entry point of the program; never throws.
 int main(int argc, char** argv);

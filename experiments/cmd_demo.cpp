@@ -1,11 +1,11 @@
 #include <cstdio>
-#include <filesystem>
 
 #include "experiments/cli.h"
 #include "experiments/run_flags.h"
 #include "inner/io.h"
 #include "inner/json_reader.h"
 #include "inner/run.h"
+#include "inner/run_dir.h"
 #include "inner/runtime.h"
 
 namespace po = boost::program_options;
@@ -35,11 +35,27 @@ struct Stage {
 };
 const Stage kInqStages[] = {{"inq5", 5, 2, 7, "paper"}, {"inq2", 2, 1, 10, "min-error"}};
 
-json run_stage(const inner::RunConfig& cfg, const std::string& dir) {
-  std::error_code ec;
-  std::filesystem::remove_all(dir, ec);
+/// Runs one training stage in `dir`, continuing what an earlier demo left there: a finished run
+/// of the same config is reused, an interrupted one resumed; a run of another config is
+/// refused (nothing is deleted).
+json run_stage(const inner::RunConfig& cfg, const std::string& dir, bool force) {
   inner::RunOptions opt;
   opt.out_dir = dir;
+  opt.force = force;
+  const bool started = is_own_dir(dir, "train") &&
+                       (file_exists(dir + "/checkpoint.pt") || file_exists(dir + "/summary.json"));
+  if (started) {
+    TORCH_CHECK_VALUE(
+        file_exists(dir + "/config.json") && inner::load_run_config(dir).to_json() == cfg.to_json(),
+        "'", dir,
+        "' holds a run of another config (an earlier demo with other flags?); use "
+        "another --out, or remove that directory to rerun the stage");
+    if (file_exists(dir + "/summary.json")) {
+      std::printf("finished run in %s reused\n", dir.c_str());
+      return read_json_file(dir + "/summary.json");
+    }
+    opt.resume = true;
+  }
   auto outcome = inner::run_training(cfg, opt);
   if (outcome.termination == inner::Termination::kInterrupted)
     throw inner::Termination::kInterrupted;
@@ -51,11 +67,16 @@ int cmd_demo(const std::vector<std::string>& args) {
   RunFlags flags;
   std::string out = "runs/demo";
   int meta_steps = 25;
+  bool force = false;
   po::options_description desc("qsched demo flags");
   desc.add_options()("help,h", "show this help")("out", po::value(&out)->default_value(out),
-                                                 "directory for the demo's runs (replaced)")(
+                                                 "directory for the demo's runs (a rerun "
+                                                 "continues it: finished stages are reused)")(
       "meta-steps", po::value(&meta_steps)->default_value(meta_steps),
-      "outer steps of the controller's meta-training (0 skips stages 4 and 5)");
+      "outer steps of the controller's meta-training (0 skips stages 4 and 5)")(
+      "force", po::bool_switch(&force),
+      "use an --out (and stage directories in it) that qsched did not make; files qsched "
+      "writes are overwritten, others left alone, nothing is deleted");
   flags.add_to(desc);
   po::variables_map vm;
   if (!parse_flags(
@@ -71,16 +92,18 @@ int cmd_demo(const std::vector<std::string>& args) {
           "  5. applies it to held-out networks (MLP 96 and a 3-hidden-layer MLP) and\n"
           "     compares it with hand-coded schedules over 5 paired seeds (report + plots)\n"
           "and prints the test accuracies. Overrides apply to the float stage's config\n"
-          "(e.g. --epochs 3 --subset 5000 for a quick look)."))
+          "(e.g. --epochs 3 --subset 5000 for a quick look). Rerunning the same command\n"
+          "continues: finished stages are reused, interrupted ones resumed."))
     return kExitOk;
   TORCH_CHECK_VALUE(meta_steps >= 0, "--meta-steps must be >= 0 (0 skips stages 4 and 5), got ",
                     meta_steps);
   inner::RunConfig fcfg = flags.resolve(json::parse(kFloatConfig));
+  claim_output_dir(out, "demo", /*resume=*/false, force);
   std::printf("qsched demo: Fashion-MNIST, MLP 784-256-10; runs in %s/\n", out.c_str());
   std::printf("\n[1/5] float training, %lld epochs\n", static_cast<long long>(fcfg.train.epochs));
   std::fflush(stdout);
   try {
-    json fs = run_stage(fcfg, out + "/float");
+    json fs = run_stage(fcfg, out + "/float", force);
     std::vector<std::pair<std::string, json>> results = {{"float", fs}};
     int k = 2;
     for (const auto& st : kInqStages) {
@@ -100,7 +123,8 @@ int cmd_demo(const std::vector<std::string>& args) {
           "model\n",
           k++, st.bits, st.codebook, st.epochs);
       std::fflush(stdout);
-      results.emplace_back(st.name, run_stage(inner::parse_run_config(j), out + "/" + st.name));
+      results.emplace_back(st.name,
+                           run_stage(inner::parse_run_config(j), out + "/" + st.name, force));
     }
     std::printf("\n%-7s %-28s %9s %9s %8s\n", "run", "weights", "test acc", "vs float", "on grid");
     double base = fs["test_acc"].get<double>();
@@ -126,14 +150,17 @@ int cmd_demo(const std::vector<std::string>& args) {
   }
   if (meta_steps <= 0) return kExitOk;
   const std::string src = QSCHED_SOURCE_DIR;
-  std::error_code ec;
-  std::filesystem::remove_all(out + "/meta", ec);
-  std::filesystem::remove_all(out + "/compare", ec);
   std::printf("\n[4/5] meta-training a ternary-INQ schedule controller, %d outer ES steps\n",
               meta_steps);
   std::fflush(stdout);
-  int rc = cmd_meta_train({"--config", src + "/experiments/configs/meta_inq_mlp.json", "--out",
-                           out + "/meta", "--steps", std::to_string(meta_steps)});
+  std::vector<std::string> meta_args = {"--out", out + "/meta", "--steps",
+                                        std::to_string(meta_steps)};
+  if (is_own_dir(out + "/meta", "meta-train") && file_exists(out + "/meta/meta_state.pt"))
+    meta_args.push_back("--resume");  // continue (or reuse) the earlier demo's meta-training
+  else
+    meta_args.insert(meta_args.end(), {"--config", src + "/experiments/configs/meta_inq_mlp.json"});
+  if (force) meta_args.push_back("--force");
+  int rc = cmd_meta_train(meta_args);
   if (rc != kExitOk) return rc;
   std::printf("\n[5/5] learned vs hand-coded schedules on held-out networks, 5 paired seeds\n");
   std::fflush(stdout);
@@ -141,9 +168,11 @@ int cmd_demo(const std::vector<std::string>& args) {
   cmp["config"] = src + "/" + cmp["config"].get<std::string>();
   for (auto& e : cmp["schedules"])
     if (e.contains("controller")) e["controller"] = out + "/meta";
-  std::filesystem::create_directories(out + "/compare");
-  atomic_write(out + "/compare/compare_input.json", cmp.dump(2) + "\n");
-  rc = cmd_compare({"--config", out + "/compare/compare_input.json", "--out", out + "/compare"});
+  atomic_write(out + "/compare_input.json", cmp.dump(2) + "\n");
+  std::vector<std::string> cmp_args = {"--config", out + "/compare_input.json", "--out",
+                                       out + "/compare"};
+  if (force) cmp_args.push_back("--force");
+  rc = cmd_compare(cmp_args);
   if (rc == kExitOk)
     std::printf("\nreport with plots: %s/compare/report.md; controller: %s/meta/\n", out.c_str(),
                 out.c_str());

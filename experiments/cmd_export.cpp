@@ -3,12 +3,17 @@
 // qsched infer: the reference inference alone, from the export file and a test split.
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
 
 #include "experiments/cli.h"
 #include "experiments/run_flags.h"
 #include "inner/export/format.h"
 #include "inner/export/reference.h"
 #include "inner/export/writer.h"
+#include "inner/io.h"
+#include "inner/json_reader.h"
 
 namespace po = boost::program_options;
 
@@ -38,18 +43,54 @@ auto as_bad_input(F&& f) -> decltype(f()) {
   }
 }
 
+/// True when `path` starts like a qsched export file (inner/export/format.h).
+bool is_export_file(const std::string& path) {
+  char magic[8] = {};
+  std::ifstream in(path, std::ios::binary);
+  return in.read(magic, 8) && std::memcmp(magic, inner::xport::kMagic, 8) == 0;
+}
+
+/// True when `path` is a JSON inspection file of qsched export.
+bool is_inspection_json(const std::string& path) {
+  json j = json::parse(std::ifstream(path), nullptr, false);
+  return j.is_object() && j.value("format", json()) == "qsched-export";
+}
+
+/// An output file of qsched export may replace an earlier output of the same sort; anything
+/// else only with --force, and never a file of the run directory itself.
+void check_output_file(const std::string& flag, const std::string& path, const std::string& run,
+                       bool force, bool (*ours)(const std::string&)) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return;
+  TORCH_CHECK_VALUE(fs::is_regular_file(path, ec), flag, " ", path,
+                    " exists and is not a regular file");
+  if (ours(path)) return;
+  const fs::path parent =
+      fs::path(path).parent_path().empty() ? fs::path(".") : fs::path(path).parent_path();
+  TORCH_CHECK_VALUE(!fs::equivalent(parent, run, ec), flag, " ", path,
+                    " is a file of the run directory ", run,
+                    " (the export would overwrite it); write the export elsewhere");
+  TORCH_CHECK_VALUE(force, flag, " ", path,
+                    " exists and is not a qsched export; choose another name or pass --force to "
+                    "overwrite it");
+}
+
 }  // namespace
 
 int cmd_export(const std::vector<std::string>& args) {
   std::string run, out, json_out;
-  bool verify = false;
+  bool verify = false, force = false;
   po::options_description desc("qsched export flags");
   desc.add_options()("help,h", "show this help")("run", po::value(&run),
                                                  "directory of a finished INQ or ANA run")(
       "out", po::value(&out), "export file to write (binary, format: inner/export/format.h)")(
       "json", po::value(&json_out), "also write the JSON inspection variant to this file")(
       "verify", po::bool_switch(&verify),
-      "run the torch-free reference inference on the test split and compare it with LibTorch");
+      "run the torch-free reference inference on the test split and compare it with LibTorch")(
+      "force", po::bool_switch(&force),
+      "overwrite an existing --out / --json that is not a qsched export (never a file of the "
+      "run directory)");
   po::variables_map vm;
   if (!parse_flags(args, desc, vm,
                    "usage: qsched export --run DIR --out FILE [--json FILE.json] [--verify]\n\n"
@@ -63,6 +104,13 @@ int cmd_export(const std::vector<std::string>& args) {
     return kExitOk;
   TORCH_CHECK_VALUE(!run.empty(), "missing --run DIR");
   TORCH_CHECK_VALUE(!out.empty(), "missing --out FILE");
+  check_output_file("--out", out, run, force, is_export_file);
+  if (!json_out.empty()) {
+    std::error_code ec;
+    TORCH_CHECK_VALUE(json_out != out && !std::filesystem::equivalent(json_out, out, ec), "--json ",
+                      json_out, " is the same file as --out");
+    check_output_file("--json", json_out, run, force, is_inspection_json);
+  }
 
   auto loaded = inner::xport::load_finished_quantized_run(run);
   json source = {{"run", run},

@@ -113,7 +113,7 @@ int cmd_meta_train(const std::vector<std::string>& args) {
   std::string config, out;
   int64_t steps = -1;
   int threads = -1;
-  bool resume = false, quiet = false;
+  bool resume = false, quiet = false, force = false;
   po::options_description desc("qsched meta-train flags");
   desc.add_options()("help,h", "show this help")("config", po::value(&config),
                                                  "meta config JSON (meta/task.h documents it)")(
@@ -123,14 +123,19 @@ int cmd_meta_train(const std::vector<std::string>& args) {
       "population members evaluated in parallel (overrides \"threads\"; results do not depend "
       "on it)")("resume", po::bool_switch(&resume),
                 "continue the run in --out from meta_state.pt with its meta_config.json")(
-      "quiet", po::bool_switch(&quiet), "no progress bar, no per-step lines");
+      "quiet", po::bool_switch(&quiet), "no progress bar, no per-step lines")(
+      "force", po::bool_switch(&force),
+      "write into --out even if it is not a qsched meta-train directory (files qsched writes "
+      "are overwritten, others left alone, nothing is deleted)");
   po::variables_map vm;
   if (!parse_flags(args, desc, vm,
                    "usage: qsched meta-train --config FILE --out DIR [--steps N] [--threads N]\n"
                    "       qsched meta-train --resume --out DIR [--steps N]\n\n"
                    "Meta-trains a schedule controller with antithetic ES on a task family and\n"
                    "writes DIR/meta_metrics.jsonl, meta_state.pt, controller.pt and\n"
-                   "controller.json. Ctrl-C saves the meta-state; --resume continues it exactly."))
+                   "controller.json. Ctrl-C saves the meta-state; --resume continues it exactly.\n"
+                   "--out must not exist, be empty, or be a qsched meta-train directory without\n"
+                   "a meta-state (anything else is refused unless --force)."))
     return kExitOk;
   TORCH_CHECK_VALUE(!out.empty(), "missing --out DIR");
   TORCH_CHECK_VALUE(steps == -1 || steps >= 1, "--steps ", steps,
@@ -179,10 +184,10 @@ int cmd_meta_train(const std::vector<std::string>& args) {
   meta::MetaTrainer mt(cfg, dir, *coll);
   // Rank 0 checks the run directory first; its refusal stops every rank with its message.
   from_rank0(*coll, [&] {
-    mt.start(resume);
+    mt.start(resume, force);
     return std::string();
   });
-  if (!rank0) mt.start(resume);
+  if (!rank0) mt.start(resume, force);
   const int64_t first = mt.steps_done();
   if (first >= cfg.steps) {
     if (rank0)

@@ -16,7 +16,7 @@ int cmd_sweep(const std::vector<std::string>& args) {
   RunFlags flags;
   std::string grid_path, out;
   int seeds = 1, jobs = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  bool quiet = false, no_report = false;
+  bool quiet = false, no_report = false, force = false;
   po::options_description desc("qsched sweep flags");
   desc.add_options()("help,h", "show this help")("grid", po::value(&grid_path),
                                                  "grid file (JSON, see experiments/sweep.h)")(
@@ -24,7 +24,10 @@ int cmd_sweep(const std::vector<std::string>& args) {
       "out", po::value(&out), "sweep directory (rerun with the same --out to resume)")(
       "jobs", po::value(&jobs), "runs in parallel, one intra-op thread each (default: cores)")(
       "no-report", po::bool_switch(&no_report), "do not write report.md at the end")(
-      "quiet", po::bool_switch(&quiet), "no progress bar");
+      "quiet", po::bool_switch(&quiet), "no progress bar")(
+      "force", po::bool_switch(&force),
+      "use an --out that is not a qsched sweep directory (files qsched writes are overwritten, "
+      "others left alone, nothing is deleted)");
   flags.add_to(desc);
   po::variables_map vm;
   if (!parse_flags(args, desc, vm,
@@ -49,6 +52,7 @@ int cmd_sweep(const std::vector<std::string>& args) {
   opt.seeds = seeds;
   opt.jobs = jobs;
   opt.progress = !quiet;
+  opt.force = force;
   int rc = run_sweep(base, grid, grid_doc, opt);
   if (rc != 0 || no_report) return rc;
   write_sweep_report(out, false);

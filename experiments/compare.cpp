@@ -11,8 +11,12 @@
 //    "seeds": 5}                     // seeds 0..N-1: same seed = same init and data order
 //                                    // for every schedule (paired design)
 // Every (target, schedule, seed) is one run directory <out>/runs/<target>/<schedule>/s<seed>
-// (qsched train / qsched apply layout); finished runs (summary.json present) are skipped, so a
-// killed compare resumes; J runs in parallel threads with one intra-op thread each.
+// (qsched train / qsched apply layout, with their ownership markers; a learned run records its
+// controller's fingerprint and base in apply.json); finished runs (summary.json present) are
+// skipped, so a killed compare resumes; J runs in parallel threads with one intra-op thread each.
+// <out> carries the marker of kind "compare" (inner/run_dir.h) and compare.json, the compare
+// file it was made with: a rerun must give the same compare file, and the same controllers
+// (fingerprints), else it is refused before anything runs.
 // <out>/results.csv (rewritten atomically) and <out>/report.md: per target, test accuracy of the
 // hardened network mean ± std per schedule, the paired difference against the reference with a
 // 95% t-interval, epochs and wall time; PNG plots (gnuplot): validation accuracy per epoch for
@@ -36,6 +40,7 @@
 #include "inner/io.h"
 #include "inner/json_reader.h"
 #include "inner/run.h"
+#include "inner/run_dir.h"
 #include "inner/runtime.h"
 #include "meta/apply.h"
 #include "schedules/factory.h"
@@ -159,20 +164,25 @@ double mean_of(const std::vector<double>& v) { return mean_ci(v).mean; }
 int cmd_compare(const std::vector<std::string>& args) {
   std::string spec_path, out;
   int jobs = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  bool quiet = false;
+  bool quiet = false, force = false;
   po::options_description desc("qsched compare flags");
   desc.add_options()("help,h", "show this help")("config", po::value(&spec_path),
                                                  "compare file (JSON; see experiments/compare/)")(
       "out", po::value(&out), "output directory (rerun the same command to resume)")(
       "jobs", po::value(&jobs), "runs in parallel (one intra-op thread each; default: cores)")(
-      "quiet", po::bool_switch(&quiet), "no progress line");
+      "quiet", po::bool_switch(&quiet), "no progress line")(
+      "force", po::bool_switch(&force),
+      "use an --out that is not a qsched compare directory (files qsched writes are "
+      "overwritten, others left alone, nothing is deleted)");
   po::variables_map vm;
   if (!parse_flags(args, desc, vm,
                    "usage: qsched compare --config COMPARE.json --out DIR [--jobs J]\n\n"
                    "Runs every target x schedule x seed (a learned controller and hand-coded\n"
                    "baselines; same seed = same init and data order), then writes DIR/results.csv\n"
                    "and DIR/report.md: test accuracy of the hardened networks, paired differences\n"
-                   "against the reference schedule with 95% intervals, curves and heatmaps."))
+                   "against the reference schedule with 95% intervals, curves and heatmaps.\n"
+                   "A rerun with the same compare file and controllers continues DIR; another\n"
+                   "compare file or a changed controller is refused."))
     return kExitOk;
   TORCH_CHECK_VALUE(!spec_path.empty(), "missing --config COMPARE.json");
   TORCH_CHECK_VALUE(!out.empty(), "missing --out DIR");
@@ -214,14 +224,44 @@ int cmd_compare(const std::vector<std::string>& args) {
                           std::to_string(s);
         todo.push_back({t, e, s, dir});
       }
-  fs::create_directories(out);
-  atomic_write(out + "/compare.json", read_json_file(spec_path).dump(2) + "\n");
+  // The output directory and every existing run directory in it must be this compare's.
+  const json spec_doc = read_json_file(spec_path);
+  std::map<std::string, std::string> fingerprints;  // learned entry -> controller fingerprint
+  for (const auto& [name, saved] : controllers)
+    fingerprints[name] = meta::controller_fingerprint(saved);
+  if (is_own_dir(out, "compare") && file_exists(out + "/compare.json"))
+    TORCH_CHECK_VALUE(read_json_file(out + "/compare.json") == spec_doc, "--out ", out,
+                      " holds a compare made with another compare file (", out,
+                      "/compare.json); use another --out or the same compare file");
+  for (const Job& j : todo) {
+    const Entry& e = c.schedules[j.e];
+    const std::string kind = e.controller.empty() ? "train" : "apply";
+    const DirOwner o = inspect_output_dir(j.dir);
+    TORCH_CHECK_VALUE(force || o.state == DirOwner::kMissing || o.state == DirOwner::kEmpty ||
+                          (o.state == DirOwner::kQsched && o.kind == kind),
+                      "compare run directory '", j.dir, "' ",
+                      o.state == DirOwner::kQsched
+                          ? "is a qsched " + o.kind + " directory, not a " + kind + " run"
+                          : "holds '" + o.example + "', which qsched did not write",
+                      "; use another --out, or pass --force (which leaves other files alone)");
+    if (!e.controller.empty() && file_exists(j.dir + "/apply.json")) {
+      const meta::ApplyRecord rec = meta::ApplyRecord::load(j.dir);
+      TORCH_CHECK_VALUE(rec.fingerprint == fingerprints.at(e.name) && rec.base == e.base,
+                        "compare run '", j.dir, "' was made with controller fingerprint ",
+                        rec.fingerprint, " and base \"", rec.base, "\"; schedule '", e.name,
+                        "' now has ", fingerprints.at(e.name), " and \"", e.base,
+                        "\" (the controller changed?); use another --out");
+    }
+  }
+  claim_output_dir(out, "compare", /*resume=*/false, force);
+  atomic_write(out + "/compare.json", spec_doc.dump(2) + "\n");
   set_threads(1);
   std::atomic<size_t> next{0}, done{0};
   const bool tty = ::isatty(STDERR_FILENO) == 1;
   std::mutex mu;
   std::string first_error;
   bool bad_input = false;  ///< the first error was a c10::ValueError (exit 2, not 1)
+  bool io_error = false;   ///< the first error was an IoError (exit 4, not 1)
   auto worker = [&] {
     for (;;) {
       size_t i = next++;
@@ -236,9 +276,15 @@ int cmd_compare(const std::vector<std::string>& args) {
           ro.quiet = true;
           ro.progress = false;
           ro.resume = file_exists(j.dir + "/checkpoint.pt");
+          ro.force = force;
+          ro.kind = e.controller.empty() ? "train" : "apply";
           if (ro.resume) cfg = inner::load_run_config(j.dir);
-          if (!e.controller.empty())
+          if (!e.controller.empty()) {
             ro.make_algorithm = meta::controller_algorithm(controllers.at(e.name), e.base, cfg);
+            claim_output_dir(j.dir, ro.kind, ro.resume, force);
+            if (!ro.resume)
+              meta::ApplyRecord{e.controller, fingerprints.at(e.name), e.base}.save(j.dir);
+          }
           inner::run_training(cfg, ro);
         }
       } catch (const std::exception& ex) {
@@ -247,6 +293,7 @@ int cmd_compare(const std::vector<std::string>& args) {
           const auto* ce = dynamic_cast<const c10::Error*>(&ex);
           first_error = j.dir + ": " + (ce ? ce->what_without_backtrace() : ex.what());
           bad_input = dynamic_cast<const c10::ValueError*>(&ex) != nullptr;
+          io_error = dynamic_cast<const IoError*>(&ex) != nullptr;
         }
         return;
       }
@@ -267,6 +314,7 @@ int cmd_compare(const std::vector<std::string>& args) {
   for (auto& th : pool) th.join();
   if (!quiet && tty) std::fprintf(stderr, "\n");
   TORCH_CHECK_VALUE(!bad_input, "compare run failed: ", first_error);
+  if (io_error) throw IoError("compare run failed: " + first_error);
   TORCH_CHECK(first_error.empty(), "compare run failed: ", first_error);
   if (interrupted()) {
     std::fprintf(stderr, "compare: interrupted; rerun the same command to resume\n");

@@ -15,6 +15,7 @@
 #include "inner/io.h"
 #include "inner/progress.h"
 #include "inner/run.h"
+#include "inner/run_dir.h"
 #include "inner/runtime.h"
 #include "schedules/factory.h"
 #include "schedules/registry.h"
@@ -331,6 +332,7 @@ int run_sweep(const json& base_config, const SweepGrid& grid, const json& grid_d
   TORCH_CHECK_VALUE(opt.seeds >= 1, "--seeds = ", opt.seeds, ". Violated constraint: seeds >= 1");
   TORCH_CHECK_VALUE(opt.jobs >= 1, "--jobs = ", opt.jobs, ". Violated constraint: jobs >= 1");
   const std::string dir = opt.out_dir;
+  claim_output_dir(dir, "sweep", /*resume=*/false, opt.force);
   make_dirs(dir + "/runs");
   // The definition of the sweep: a rerun must be the same sweep (else point i means another
   // point and resuming would mix results).
@@ -391,6 +393,21 @@ int run_sweep(const json& base_config, const SweepGrid& grid, const json& grid_d
   for (size_t p = 0; p < grid.points.size(); ++p)
     for (int s = 0; s < opt.seeds; ++s)
       if (!rows.count({p, s})) jobs.push_back({p, s});
+  // Run directories that exist must be this sweep's (a run of kind "train" or an empty
+  // directory): refused before anything runs, never deleted.
+  auto run_dir_of = [&](const Job& j) {
+    return dir + "/runs/p" + std::to_string(j.point) + "_s" + std::to_string(j.seed);
+  };
+  for (const Job& j : jobs) {
+    const DirOwner o = inspect_output_dir(run_dir_of(j));
+    TORCH_CHECK_VALUE(opt.force || o.state == DirOwner::kMissing || o.state == DirOwner::kEmpty ||
+                          (o.state == DirOwner::kQsched && o.kind == "train"),
+                      "sweep run directory '", run_dir_of(j), "' ",
+                      o.state == DirOwner::kQsched
+                          ? "is a qsched " + o.kind + " directory, not a sweep run"
+                          : "holds '" + o.example + "', which qsched did not write",
+                      "; remove it yourself or pass --force (which leaves other files alone)");
+  }
   const size_t total = grid.points.size() * opt.seeds;
   std::fprintf(stderr,
                "sweep %s: %zu points x %d seeds = %zu runs, %zu finished, %zu to run, %d jobs\n",
@@ -403,6 +420,7 @@ int run_sweep(const json& base_config, const SweepGrid& grid, const json& grid_d
   size_t done = 0;
   Progress bar("sweep", static_cast<int64_t>(jobs.size()), opt.progress);
   std::string fatal;
+  bool fatal_io = false;  ///< the first fatal error was an IoError (exit code 4, not 1)
   auto record = [&](const Job& j, CsvRow row, const std::string& msg) {
     std::lock_guard<std::mutex> lock(mu);
     rows[{j.point, j.seed}] = std::move(row);
@@ -425,8 +443,7 @@ int run_sweep(const json& base_config, const SweepGrid& grid, const json& grid_d
                tag + ": invalid, skipped: " + pr.error);
         continue;
       }
-      const std::string run_dir =
-          dir + "/runs/p" + std::to_string(j.point) + "_s" + std::to_string(j.seed);
+      const std::string run_dir = run_dir_of(j);
       try {
         json summary;
         inner::Termination term;
@@ -441,7 +458,8 @@ int run_sweep(const json& base_config, const SweepGrid& grid, const json& grid_d
           ro.quiet = true;
           ro.progress = false;
           ro.resume = file_exists(run_dir + "/checkpoint.pt");
-          if (!ro.resume) std::filesystem::remove_all(run_dir);  // a run killed before epoch 1
+          ro.force = opt.force;
+          // A run killed before its first checkpoint starts again in its own directory.
           auto outcome = inner::run_training(pr.cfg, ro);
           term = outcome.termination;
           summary = outcome.summary;
@@ -460,7 +478,10 @@ int run_sweep(const json& base_config, const SweepGrid& grid, const json& grid_d
                tag + ": invalid, skipped: " + m);
       } catch (const std::exception& e) {
         std::lock_guard<std::mutex> lock(mu);
-        if (fatal.empty()) fatal = tag + ": " + e.what();
+        if (fatal.empty()) {
+          fatal = tag + ": " + one_line(e);
+          fatal_io = dynamic_cast<const IoError*>(&e) != nullptr;
+        }
         set_interrupted(true);  // stop the other workers at their next step
         return;
       }
@@ -471,6 +492,7 @@ int run_sweep(const json& base_config, const SweepGrid& grid, const json& grid_d
     threads.emplace_back(worker);
   for (auto& t : threads) t.join();
   bar.finish();
+  if (fatal_io) throw IoError("sweep stopped: " + fatal);
   TORCH_CHECK(fatal.empty(), "sweep stopped: ", fatal);
   if (interrupted()) {
     std::fprintf(stderr,

@@ -20,9 +20,13 @@
 // Run r = (point p, seed s), s = 0..N-1 (the config's "seed"), config = base config (file, CLI
 // overrides), then grid "config", then the point's dotted keys, then
 // <alg>.schedule = {"family", fixed..., point's schedule keys}, threads = 1.
+//   <out>/.qsched-run                     ownership marker, kind "sweep" (inner/run_dir.h): an
+//                                         existing --out without it is refused (unless force)
 //   <out>/grid.json, <out>/config.json    the sweep's definition (a rerun must match them)
 //   <out>/runs/p<p>_s<s>/                 the run directory (resumed from its checkpoint when
-//                                         a killed sweep is restarted)
+//                                         a killed sweep is restarted; one killed before its
+//                                         first checkpoint starts again; one that is not a
+//                                         qsched train run stops the sweep before any run)
 //   <out>/results.csv                     one row per finished (point, seed), sorted; rewritten
 //                                         atomically after every run (inner/io.h)
 // A point whose schedule or config is invalid (checked before training: the schedule is
@@ -71,6 +75,9 @@ struct SweepOptions {
   int seeds = 1;
   int jobs = 1;
   bool progress = true;
+  /// Use an --out that is not a qsched sweep directory, and run directories in it that are not
+  /// the sweep's (files of other names are left alone; nothing is deleted).
+  bool force = false;
 };
 
 /// Runs (or resumes) a sweep. Returns 0 when every run finished, 130 when interrupted.

@@ -5,6 +5,7 @@
 #include "inner/algorithms.h"
 #include "inner/io.h"
 #include "inner/progress.h"
+#include "inner/run_dir.h"
 #include "inner/runtime.h"
 
 namespace qsched::inner {
@@ -67,6 +68,9 @@ RunConfig load_run_config(const std::string& dir) {
 
 RunOutcome run_training(const RunConfig& cfg, const RunOptions& opt) {
   TORCH_CHECK_VALUE(!opt.out_dir.empty(), "no output directory given (--out DIR)");
+  // From here on a Ctrl-C is an orderly interruption (checked after start-up and every step).
+  install_interrupt_handlers();
+  claim_output_dir(opt.out_dir, opt.kind, opt.resume, opt.force);
   set_threads(cfg.threads);
   auto device = parse_device(cfg.device);
   std::string ckpt = opt.out_dir + "/checkpoint.pt";
@@ -77,16 +81,19 @@ RunOutcome run_training(const RunConfig& cfg, const RunOptions& opt) {
                       "output directory '", opt.out_dir,
                       "' already holds a run; use --resume to continue it or choose another --out");
   }
-  make_dirs(opt.out_dir);
 
   auto splits = load_data(cfg, device);
   auto alg = opt.make_algorithm ? opt.make_algorithm(cfg) : make_algorithm(cfg);
   Trainer trainer(cfg, std::move(splits), std::move(alg));
-  if (opt.resume) {
-    trainer.load_checkpoint(ckpt);
-  } else {
-    atomic_write(opt.out_dir + "/config.json", cfg.to_json().dump(2) + "\n");
+  if (opt.resume) trainer.load_checkpoint(ckpt);
+  if (interrupted()) {  // a signal during start-up: nothing trained, nothing written
+    const std::string what =
+        opt.resume ? "the checkpoint " + ckpt + " is unchanged; continue with --resume"
+                   : "no checkpoint was written; start the run again (same command, not --resume)";
+    std::fprintf(stderr, "interrupted during start-up: nothing was trained; %s\n", what.c_str());
+    return RunOutcome{Termination::kInterrupted, json()};
   }
+  if (!opt.resume) atomic_write(opt.out_dir + "/config.json", cfg.to_json().dump(2) + "\n");
   // Metrics of finished epochs as the checkpoint knows them (a kill between checkpoint and
   // metrics write loses nothing).
   atomic_write(opt.out_dir + "/metrics.jsonl", metrics_text(trainer.history()));
@@ -97,7 +104,6 @@ RunOutcome run_training(const RunConfig& cfg, const RunOptions& opt) {
   if (!opt.quiet && opt.resume)
     std::fprintf(stderr, "resuming at epoch %lld\n", static_cast<long long>(trainer.epoch()));
 
-  install_interrupt_handlers();
   RunOutcome out;
   out.termination = trainer.run(cfg.train.epochs, &cb);
   cb.finish();

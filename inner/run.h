@@ -9,6 +9,12 @@
 //
 // resume = true continues from <out>/checkpoint.pt with <out>/config.json; the result is
 // identical to an uninterrupted run.
+//
+// The directory is claimed first (inner/run_dir.h): a new run needs a missing or empty
+// directory or an unfinished one of its own kind without a checkpoint (else --force); resume
+// needs one of its own kind. SIGINT/SIGTERM are handled from the start: a signal during
+// start-up (data loading, model construction) ends the run before its first step with
+// Termination::kInterrupted and no checkpoint written (a resumed run keeps its checkpoint).
 #include <functional>
 #include <memory>
 #include <string>
@@ -22,6 +28,12 @@ struct RunOptions {
   bool resume = false;
   bool progress = true;  ///< progress bar on a terminal, epoch lines on stderr
   bool quiet = false;    ///< no epoch lines at all (tests, sweeps)
+  /// Kind recorded in the directory's ownership marker (inner/run_dir.h): "train" for plain
+  /// runs, "apply" for runs scheduled by a controller.
+  std::string kind = "train";
+  /// Write into a directory that is not a qsched run of this kind (files of other names are
+  /// left alone).
+  bool force = false;
   /// Creates the algorithm for the config (default: make_algorithm, inner/algorithms.h).
   std::function<std::unique_ptr<Algorithm>(const RunConfig&)> make_algorithm;
 };

@@ -76,14 +76,13 @@ EvalResult evaluate(NetworkImpl& net, const data::Dataset& d, int64_t batch_size
 
 void load_model_weights(NetworkImpl& net, const std::string& path, const std::string& what) {
   TORCH_CHECK_VALUE(file_exists(path), what, " '", path, "' does not exist");
-  torch::serialize::InputArchive a, model;
+  ArchiveReader r(path, "checkpoint", what);
+  torch::serialize::InputArchive model;
   try {
-    a.load_from(path);
-    a.read("model", model);
+    r.archive().read("model", model);
     net.load(model);
-  } catch (const c10::Error& e) {
-    TORCH_CHECK_VALUE(false, what, " '", path, "' does not hold a model of this network (",
-                      e.what_without_backtrace(), ")");
+  } catch (const std::exception& e) {
+    r.fail("does not hold a model of this network (" + one_line(e) + ")");
   }
 }
 
@@ -253,14 +252,12 @@ void Trainer::save_checkpoint(const std::string& path) const {
   a.write("seconds", c10::IValue(seconds_));
   json hist = history_;
   a.write("history", c10::IValue(hist.dump()));
-  std::ostringstream out;
-  a.save_to(out);
-  atomic_write(path, out.str());
+  write_archive(path, a, "checkpoint");
 }
 
 void Trainer::load_checkpoint(const std::string& path) {
   TORCH_CHECK_VALUE(file_exists(path), "checkpoint '", path, "' does not exist");
-  ArchiveReader r(path, "checkpoint", device_);
+  ArchiveReader r(path, "checkpoint", "checkpoint", device_);
   auto& a = r.archive();
   try {
     r.check_version(kCheckpointVersion);
@@ -295,7 +292,7 @@ void Trainer::load_checkpoint(const std::string& path) {
   } catch (const c10::ValueError&) {
     throw;
   } catch (const std::exception& e) {
-    TORCH_CHECK_VALUE(false, "checkpoint '", path, "' is corrupt: ", e.what());
+    r.fail("does not fit this run (" + one_line(e) + ")");
   }
   TORCH_CHECK_VALUE(epoch_ >= 0 && epoch_ <= cfg_.train.epochs && step_in_epoch_ >= 0 &&
                         static_cast<int64_t>(history_.size()) == epoch_,

@@ -3,6 +3,8 @@
 #include "inner/algorithms.h"
 #include "inner/ana/ana.h"
 #include "inner/inq/inq.h"
+#include "inner/io.h"
+#include "inner/json_reader.h"
 #include "schedules/factory.h"
 
 namespace qsched::meta {
@@ -85,9 +87,35 @@ std::function<std::unique_ptr<inner::Algorithm>(const inner::RunConfig&)> contro
   };
 }
 
+json ApplyRecord::to_json() const {
+  return {{"controller", controller}, {"fingerprint", fingerprint}, {"base", base}};
+}
+
+ApplyRecord ApplyRecord::load(const std::string& run_dir) {
+  const std::string path = run_dir + "/apply.json";
+  TORCH_CHECK_VALUE(file_exists(path), "'", path,
+                    "' does not exist (not a qsched apply run, or one of an older qsched: "
+                    "its --base and controller are unknown)");
+  json j = read_json_file(path);
+  JsonReader r(j, "", "'" + path + "'");
+  ApplyRecord a;
+  a.controller = r.get<std::string>("controller", "");
+  a.fingerprint = r.get<std::string>("fingerprint", "");
+  a.base = r.get<std::string>("base", "");
+  r.finish();
+  TORCH_CHECK_VALUE(!a.fingerprint.empty() && (a.base == "meta" || a.base == "config"), "'", path,
+                    "' is corrupt (needs a fingerprint and base \"meta\" or \"config\")");
+  return a;
+}
+
+void ApplyRecord::save(const std::string& run_dir) const {
+  atomic_write(run_dir + "/apply.json", to_json().dump(2) + "\n");
+}
+
 inner::RunOutcome apply_controller(const inner::RunConfig& cfg, const ApplyOptions& opt) {
   SavedController saved = load_controller(opt.controller);
   inner::RunOptions ro = opt.run;
+  ro.kind = "apply";
   ro.make_algorithm = controller_algorithm(saved, opt.base, cfg);
   return inner::run_training(cfg, ro);
 }

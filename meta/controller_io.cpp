@@ -29,10 +29,9 @@ void save_controller(const std::string& dir, const Controller& c, const std::str
   torch::serialize::OutputArchive a;
   a.write("spec", c10::IValue(text));
   a.write("theta", c->flat_parameters(), /*is_buffer=*/true);
-  std::ostringstream out;
-  a.save_to(out);
+  const std::string bytes = archive_bytes(a, "controller");
   make_dirs(dir);
-  atomic_write(dir + "/controller.pt", out.str());
+  atomic_write(dir + "/controller.pt", bytes);
   atomic_write(dir + "/controller.json", text + "\n");
 }
 
@@ -76,15 +75,14 @@ SavedController load_controller(const std::string& where) {
     bad("algorithm \"" + s.algorithm + "\" does not match quantity " +
         sched::to_string(s.quantity));
   TORCH_CHECK_VALUE(file_exists(ppath), "controller file '", ppath, "' does not exist");
-  torch::serialize::InputArchive a;
+  ArchiveReader r(ppath, "controller", "controller file");
   torch::Tensor theta;
-  c10::IValue text;
+  c10::IValue text = r.read("spec");
+  if (!text.isString()) r.fail("has a 'spec' that is not a string");
   try {
-    a.load_from(ppath);
-    TORCH_CHECK_VALUE(a.try_read("spec", text) && text.isString(), "missing spec");
-    a.read("theta", theta, /*is_buffer=*/true);
-  } catch (const c10::Error& e) {
-    TORCH_CHECK_VALUE(false, "controller file '", ppath, "' is corrupt or not a qsched controller");
+    r.archive().read("theta", theta, /*is_buffer=*/true);
+  } catch (const std::exception& e) {
+    r.fail("lacks a readable 'theta' (" + one_line(e) + ")");
   }
   TORCH_CHECK_VALUE(json::parse(text.toStringRef(), nullptr, false) == spec, "controller file '",
                     ppath, "' does not belong to '", jpath, "' (their specs differ)");
@@ -98,6 +96,21 @@ SavedController load_controller(const std::string& where) {
   sched::make_schedule(s.base_schedule, s.quantity,
                        "controller file '" + jpath + "' base_schedule");
   return s;
+}
+
+std::string controller_fingerprint(const SavedController& c) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a 64 offset basis
+  auto mix = [&h](const void* data, size_t n) {
+    const auto* p = static_cast<const unsigned char*>(data);
+    for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;  // FNV prime
+  };
+  const std::string spec = c.spec.dump();
+  mix(spec.data(), spec.size());
+  const torch::Tensor theta = c.controller->flat_parameters().to(torch::kFloat).contiguous();
+  mix(theta.data_ptr(), theta.numel() * sizeof(float));
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
 }
 
 }  // namespace qsched::meta

@@ -42,4 +42,9 @@ void save_controller(const std::string& dir, const Controller& c, const std::str
 /// Loads dir/controller.json + dir/controller.pt (`dir` may also name controller.json).
 SavedController load_controller(const std::string& dir);
 
+/// Identity of a controller: 16 hex digits of a 64-bit FNV-1a hash of its spec (controller.json)
+/// and parameters. Equal for a controller and its copy; recorded by runs that use one (qsched
+/// apply's apply.json) so that a resume can tell whether it is given the same controller.
+std::string controller_fingerprint(const SavedController& c);
+
 }  // namespace qsched::meta

@@ -11,6 +11,7 @@
 #include "inner/ana/ana.h"
 #include "inner/io.h"
 #include "inner/network.h"
+#include "inner/run_dir.h"
 #include "inner/runtime.h"
 #include "meta/controller_io.h"
 #include "schedules/factory.h"
@@ -52,7 +53,8 @@ MetaTrainer::MetaTrainer(MetaConfig cfg, std::string out_dir, Collective& coll)
                     ". Violated constraint: PES runs in one process (use --threads for cores)");
 }
 
-void MetaTrainer::start(bool resume) {
+void MetaTrainer::start(bool resume, bool force) {
+  if (coll_.rank() == 0) claim_output_dir(out_, "meta-train", resume, force);
   if (resume) {
     load_checkpoint();
     return;
@@ -568,10 +570,8 @@ void MetaTrainer::save_checkpoint() const {
     parts.push_back(pj);
   }
   a.write("pes", c10::IValue(parts.dump()));
-  std::ostringstream out;
-  a.save_to(out);
   make_dirs(out_);
-  atomic_write(out_ + "/meta_state.pt", out.str());
+  write_archive(out_ + "/meta_state.pt", a, "meta-state");
   // Trainer checkpoints of earlier steps are no longer referenced.
   std::string prefix = "pes_";
   for (int64_t old = std::max<int64_t>(0, step_ - 64); old < step_; ++old)
@@ -588,7 +588,7 @@ void MetaTrainer::load_checkpoint() {
   const std::string path = out_ + "/meta_state.pt";
   TORCH_CHECK_VALUE(file_exists(path), "meta checkpoint '", path,
                     "' does not exist (nothing to resume)");
-  ArchiveReader r(path, "meta checkpoint");
+  ArchiveReader r(path, "meta-state", "meta checkpoint");
   auto& a = r.archive();
   try {
     r.check_version(kMetaStateVersion);
@@ -646,7 +646,7 @@ void MetaTrainer::load_checkpoint() {
   } catch (const c10::ValueError&) {
     throw;
   } catch (const std::exception& e) {
-    TORCH_CHECK_VALUE(false, "meta checkpoint '", path, "' is corrupt: ", e.what());
+    r.fail("does not fit this run (" + one_line(e) + ")");
   }
   TORCH_CHECK_VALUE(step_ >= 0 && static_cast<int64_t>(history_.size()) == step_,
                     "meta checkpoint '", path, "' is inconsistent (step ", step_, ")");

@@ -15,6 +15,7 @@
 //     every checkpoint_every steps: meta_state.pt, controller.{pt,json}, meta_metrics.jsonl
 //
 // Files in out_dir (written by rank 0 only, atomically):
+//   .qsched-run          ownership marker, kind "meta-train" (inner/run_dir.h)
 //   meta_config.json     the resolved meta config
 //   meta_metrics.jsonl   one row per outer step: step, mean_fitness, best_fitness,
 //                        improvement (1 - mean_fitness), diverged, grad_norm, theta_norm, sigma,
@@ -102,8 +103,10 @@ class MetaTrainer {
  public:
   MetaTrainer(MetaConfig cfg, std::string out_dir, Collective& coll);
 
-  /// Fresh start (writes meta_config.json) or resume from out_dir/meta_state.pt.
-  void start(bool resume);
+  /// Fresh start (writes meta_config.json) or resume from out_dir/meta_state.pt. Rank 0 first
+  /// claims out_dir as a "meta-train" directory (inner/run_dir.h; `force` writes into a
+  /// directory that is not one).
+  void start(bool resume, bool force = false);
   /// Outer steps until `until` (exclusive) or interruption; true when `until` was reached.
   bool run(int64_t until, MetaCallbacks* cb = nullptr);
   /// One outer step; returns its metrics row, or a null json when interrupted.

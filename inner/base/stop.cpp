@@ -53,6 +53,8 @@ StopToken interrupt_token() {
 void install_interrupt_handlers() {
   struct sigaction sa {};
   sa.sa_handler = on_signal;
+  // Blocking reads (data, checkpoints, pipes) continue instead of failing with EINTR.
+  sa.sa_flags = SA_RESTART;
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);

@@ -33,11 +33,11 @@ json inq_config(int64_t epochs) {
 
 /// Saves a controller whose parameters are random (seeded): its schedule differs from the base.
 std::string save_random_controller(const test::TempDir& dir, const std::string& algorithm,
-                                   double scale) {
+                                   double scale, const std::string& name = "") {
   meta::Controller c(meta::ControllerOptions().hidden(8).seed(1));
   torch::manual_seed(7);
   c->set_flat_parameters(torch::randn({c->num_parameters()}) * scale);
-  std::string path = dir.file("ctrl_" + algorithm);
+  std::string path = dir.file(name.empty() ? "ctrl_" + algorithm : name);
   auto q = algorithm == "inq" ? sched::Quantity::kFraction : sched::Quantity::kNoise;
   json base = algorithm == "inq"
                   ? kBase
@@ -131,25 +131,69 @@ TEST(ApplyCli, UntrainedControllerReproducesItsBase) {
 }
 
 TEST(ApplyCli, ResumeAfterSigintContinuesTheSameLearnedSchedule) {
+  // A small residual (scale 0.1) keeps the schedule on the config's base (portions 0.25, 0.5,
+  // 0.75 for 10 epochs each) instead of saturating at 1 the way the controller's own base
+  // (epochs_per_step 1) does after 3 epochs: a resume that lost --base config (it used to fall
+  // back to --base meta) changes every later epoch, wherever the interrupt lands.
   test::TempDir dir;
-  std::string ctrl = save_random_controller(dir, "inq", 0.5);
+  std::string ctrl = save_random_controller(dir, "inq", 0.1);
   json j = inq_config(42);
   j["inq"]["schedule"]["epochs_per_step"] = 10;
   std::string cfg = write_config(dir, "inq.json", j);
   auto full = run_qsched("apply --quiet --base config --controller " + ctrl + " --config " + cfg +
                          " --out " + dir.file("full"));
   ASSERT_EQ(full.exit_code, 0) << full.output;
-  // Interrupt once the first quantization epochs are checkpointed (the schedule has a record).
+  json table = read_json_file(dir.file("full/schedule.json"));
+  for (int t = 3; t < 29; ++t)
+    for (const auto& v : table["values"][t]) ASSERT_LT(v.get<double>(), 1.0) << table.dump();
+  // Interrupt once the run is training and has checkpointed a quantization epoch: the first
+  // schedule.json is written at the end of quantization epoch 1 (run epoch 3 of 42), after the
+  // interrupt handlers are installed; the remaining 39 epochs leave the signal ample time.
   auto cut = test::run_shell(test::qsched_binary() + " apply --quiet --base config --controller " +
                              ctrl + " --config " + cfg + " --out " + dir.file("cut") +
                              " & pid=$!; until [ -f " + dir.file("cut/schedule.json") +
                              " ]; do sleep 0.02; done; kill -INT $pid; wait $pid");
   ASSERT_EQ(cut.exit_code, 130) << cut.output;
+  EXPECT_NE(cut.output.find("checkpoint saved"), std::string::npos) << cut.output;
   auto resumed = run_qsched("apply --quiet --resume --out " + dir.file("cut"));
   ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
   EXPECT_EQ(metrics(dir.file("full")), metrics(dir.file("cut")));
   EXPECT_EQ(read_json_file(dir.file("full/schedule.json")),
             read_json_file(dir.file("cut/schedule.json")));
+}
+
+TEST(ApplyCli, ResumeUsesTheRecordedBaseAndControllerAndRefusesContradictions) {
+  test::TempDir dir;
+  std::string ctrl = save_random_controller(dir, "inq", 0.5);
+  std::string other = save_random_controller(dir, "inq", 0.3, "other");
+  std::string cfg = write_config(dir, "inq.json", inq_config(6));
+  const std::string run = dir.file("run");
+  auto r = run_qsched("apply --quiet --base config --controller " + ctrl + " --config " + cfg +
+                      " --out " + run);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  json rec = read_json_file(run + "/apply.json");
+  EXPECT_EQ(rec["base"], "config");
+  EXPECT_EQ(rec["controller"], ctrl);
+  EXPECT_EQ(rec["fingerprint"].get<std::string>().size(), 16u);
+  expect_one_line_error(run_qsched("apply --resume --base meta --out " + run),
+                        "--base meta contradicts the run's record: base \"config\"");
+  expect_one_line_error(run_qsched("apply --resume --controller " + other + " --out " + run),
+                        "is not the controller this run was started with");
+  // The same flags as recorded are fine (the run is finished: nothing to train).
+  r = run_qsched("apply --quiet --resume --base config --controller " + ctrl + " --out " + run);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  // A copy replaced behind qsched's back is detected.
+  for (const char* f : {"/controller.json", "/controller.pt"})
+    test::write_file(run + "/controller" + f, test::read_file(other + f));
+  expect_one_line_error(run_qsched("apply --resume --out " + run), "the run directory was altered");
+  // Runs of another kind are neither resumed nor overwritten as apply runs.
+  auto t = run_qsched("train --quiet --config " + cfg + " --out " + dir.file("train"));
+  ASSERT_EQ(t.exit_code, 0) << t.output;
+  expect_one_line_error(run_qsched("apply --resume --out " + dir.file("train")),
+                        "is a qsched train directory");
+  expect_one_line_error(
+      run_qsched("apply --controller " + ctrl + " --config " + cfg + " --out " + dir.file("train")),
+      "is a qsched train directory");
 }
 
 TEST(ApplyCli, BadInputIsOneLineError) {

@@ -73,7 +73,8 @@ TEST(ExportCli, ExportVerifyAndInferFromTheFileAlone) {
 TEST(ExportCli, AnaExportVerifyAndInfer) {
   test::TempDir dir;
   const std::string run = train_run(dir, "ana", "ana");
-  const std::string out = dir.file("ana.qsx"), js = dir.file("ana.json");
+  const std::string out = dir.file("ana.qsx"),
+                    js = dir.file("ana_export.json");  // not the run config ana.json
   auto r = run_qsched("export --run " + run + " --out " + out + " --json " + js + " --verify");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("predictions identical 100.000% (60/60)"), std::string::npos) << r.output;

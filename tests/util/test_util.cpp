@@ -1,9 +1,11 @@
 #include "tests/util/test_util.h"
 
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/wait.h>
 
 #include <array>
+#include <cerrno>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -43,6 +45,45 @@ std::string read_file(const std::string& path) {
   std::ostringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+size_t flip_tensor_byte(const std::string& path) {
+  std::string b = read_file(path);
+  auto le = [&](size_t at, int n) {
+    uint64_t v = 0;
+    for (int i = n - 1; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(b[at + i]);
+    return v;
+  };
+  // The zip's central directory ("PK\1\2" records: compressed size at +20, name length at +28,
+  // extra and comment lengths at +30 and +32, local header offset at +42, name at +46) locates
+  // the tensor entries ".../data/<k>"; their data follows the local header ("PK\3\4", name
+  // length at +26, extra length at +28, name at +30). Offsets count from the zip's start.
+  const size_t zip = b.find("PK\x03\x04");
+  for (size_t pos = b.find("PK\x01\x02");
+       zip != std::string::npos && pos != std::string::npos && pos + 46 <= b.size();
+       pos = b.find("PK\x01\x02", pos + 4)) {
+    const size_t size = le(pos + 20, 4), name_len = le(pos + 28, 2);
+    const size_t local = zip + le(pos + 42, 4);
+    if (pos + 46 + name_len > b.size() || local + 30 > b.size()) continue;
+    const std::string name = b.substr(pos + 46, name_len);
+    if (name.find("/data/") == std::string::npos || size == 0) continue;
+    const size_t at = local + 30 + le(local + 26, 2) + le(local + 28, 2) + size / 2;
+    if (at >= b.size()) continue;
+    b[at] = static_cast<char>(b[at] ^ 0x5a);
+    write_file(path, b);
+    return at;
+  }
+  ADD_FAILURE() << path << " holds no tensor data entry";
+  return 0;
+}
+
+long unused_pid() {
+  long pid_max = 32768;
+  std::ifstream("/proc/sys/kernel/pid_max") >> pid_max;
+  for (long pid = pid_max - 1; pid > 300; --pid)
+    if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) return pid;
+  ADD_FAILURE() << "no unused pid";
+  return -1;
 }
 
 std::string qsched_binary() { return QSCHED_BINARY; }

@@ -23,6 +23,14 @@ void write_file(const std::string& path, const std::string& bytes);
 /// Reads a whole file.
 std::string read_file(const std::string& path);
 
+/// Flips one byte in the middle of the first tensor's data inside the torch archive (zip) of
+/// `path` (a qsched archive: checkpoint.pt, meta_state.pt, controller.pt) and returns its offset.
+/// Fails the test when the file holds no tensor data entry.
+size_t flip_tensor_byte(const std::string& path);
+
+/// A process id that no process has right now (for stale "<file>.tmp.<pid>" files).
+long unused_pid();
+
 /// Result of running the qsched binary.
 struct RunResult {
   int exit_code = -1;
