@@ -4,15 +4,18 @@
 //
 //   launcher ──fork/exec /proc/self/exe <command> [flags]──> rank 0 .. N-1
 //     env per worker: MASTER_ADDR=127.0.0.1 MASTER_PORT RANK WORLD_SIZE LOCAL_RANK
-//                     LOCAL_WORLD_SIZE, OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 (unless set)
+//                     LOCAL_WORLD_SIZE, OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 (unless set),
+//                     QSCHED_DIST_TOKEN (the launcher's own if set, else 128 random bits; the
+//                     same for every worker, never printed)
 //     output: rank 0 inherits the terminal; ranks >= 1 go through a pipe, printed with a
 //             "[rank R] " prefix on stderr (or to DIR/rank_R.log with --log-dir)
 //     SIGINT/SIGTERM to the launcher are forwarded once to every worker (workers run in
 //             their own process groups, so a terminal's Ctrl-C reaches them only this way)
 //     first failure (non-zero exit or signal): the others get `grace` seconds to exit on
 //             their own (a dead peer makes their next collective fail), then SIGTERM, then
-//             SIGKILL 5 s later; the launcher exits with the failing rank's code (128+signal
-//             for a signal) and one line naming the rank
+//             SIGKILL 5 s later; when all have ended the launcher names one failing rank
+//             (experiments/launch.h: a signal death before an exit code, exit 3 "peer lost"
+//             last) and exits with its code (128+signal for a signal)
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -31,9 +34,11 @@
 #include <vector>
 
 #include "experiments/cli.h"
+#include "experiments/launch.h"
 #include "experiments/run_flags.h"
 #include "inner/runtime.h"
 #include "meta/distributed.h"
+#include "meta/sha256.h"
 
 extern char** environ;
 
@@ -67,6 +72,8 @@ struct Worker {
   std::string partial;  ///< output after the last newline
   bool exited = false;
   int status = 0;
+  int order = -1;               ///< position in the order of reaping
+  bool signaled_by_us = false;  ///< the launcher sent it a signal (forwarded or its own stop)
 };
 
 std::string describe(int status) {
@@ -128,12 +135,46 @@ void pump(std::vector<Worker>& ws, int wait_ms) {
   std::fflush(stderr);
 }
 
+// After the launcher sent a worker SIGINT/SIGTERM/SIGKILL (forwarded from the user, or its
+// own stop after a failure), "interrupted" (130) or dying of one of those signals is the
+// expected outcome, not a failure of that worker.
+bool stopped_by_launcher(bool signaled_by_us, int status) {
+  if (!signaled_by_us) return false;
+  if (WIFEXITED(status)) return WEXITSTATUS(status) == kExitInterrupted;
+  if (!WIFSIGNALED(status)) return false;
+  const int sig = WTERMSIG(status);
+  return sig == SIGINT || sig == SIGTERM || sig == SIGKILL;
+}
+
 void signal_alive(std::vector<Worker>& ws, int sig) {
   for (auto& w : ws)
-    if (!w.exited && w.pid > 0) kill(w.pid, sig);
+    if (!w.exited && w.pid > 0) {
+      w.signaled_by_us = true;
+      kill(w.pid, sig);
+    }
 }
 
 }  // namespace
+
+int first_failure(const std::vector<WorkerEnd>& ends) {
+  auto klass = [](const WorkerEnd& e) {
+    const int st = e.status;
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 0) return -1;
+    if (stopped_by_launcher(e.signaled_by_us, st)) return -1;
+    if (WIFSIGNALED(st)) return 0;
+    if (WIFEXITED(st) && WEXITSTATUS(st) == kExitPeerLost) return 2;
+    return 1;
+  };
+  int best = -1;
+  for (int i = 0; i < static_cast<int>(ends.size()); ++i) {
+    const int k = klass(ends[i]);
+    if (k < 0) continue;
+    if (best < 0 || k < klass(ends[best]) ||
+        (k == klass(ends[best]) && ends[i].order < ends[best].order))
+      best = i;
+  }
+  return best;
+}
 
 int cmd_launch(const std::vector<std::string>& all_args) {
   // Everything after the first "--" is the worker command; it is passed through untouched.
@@ -154,9 +195,9 @@ int cmd_launch(const std::vector<std::string>& all_args) {
   desc.add_options()("help,h", "show this help")("nproc", po::value(&nproc)->required(),
                                                  "number of local workers (ranks), 1..256")(
       "master-port", po::value(&master_port)->default_value(0),
-      "TCP port of rank 0's rendezvous store on 127.0.0.1 (0 = a free port)")(
-      "grace", po::value(&grace)->default_value(grace),
-      "seconds the other workers get to exit after one fails, before SIGTERM")(
+      "TCP port of rank 0's rendezvous store, which listens on 127.0.0.1 only (0 = a free "
+      "port)")("grace", po::value(&grace)->default_value(grace),
+               "seconds the other workers get to exit after one fails, before SIGTERM")(
       "log-dir", po::value(&log_dir),
       "write rank R >= 1's output to DIR/rank_R.log instead of prefixing it");
   po::variables_map vm;
@@ -168,8 +209,19 @@ int cmd_launch(const std::vector<std::string>& all_args) {
                    "thread each (OMP_NUM_THREADS=1\nunless set). Rank 0 prints to the terminal, "
                    "the others with a \"[rank R] \" prefix.\nSIGINT/SIGTERM are forwarded. When "
                    "a worker fails the others are stopped and the\nexit code is the failing "
-                   "rank's. On several machines, run the command on each host\nwith the "
-                   "variables set instead (see README, Distributed meta-training)."))
+                   "rank's (a worker killed by a signal is named before ranks that\nthen lost "
+                   "their peer).\n\n"
+                   "Rank 0's store listens on 127.0.0.1 only and admits only processes that "
+                   "prove they know\nQSCHED_DIST_TOKEN: the launcher passes its own "
+                   "QSCHED_DIST_TOKEN to the workers, or\ngenerates a random one (128 bits) "
+                   "when it is unset.\n\n"
+                   "Several machines: run the command on each host with MASTER_ADDR (rank 0's "
+                   "address on\nthe network the hosts share; rank 0's store listens there "
+                   "only), MASTER_PORT, RANK,\nWORLD_SIZE and the same secret "
+                   "QSCHED_DIST_TOKEN (16..1024 characters, e.g. the output of\n"
+                   "`head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n'`) set instead; "
+                   "see README,\nDistributed meta-training. The network between the hosts "
+                   "must be trusted: the traffic\nis neither encrypted nor signed."))
     return kExitOk;
   TORCH_CHECK_VALUE(separated,
                     "launch needs '--' before the worker command, e.g. qsched "
@@ -208,6 +260,12 @@ int cmd_launch(const std::vector<std::string>& all_args) {
     for (const auto& m : managed) skip |= key == m;
     if (!skip) base_env.push_back(kv);
   }
+  // The store's shared secret: the user's (checked here, once, instead of in every worker)
+  // or a fresh random one. It reaches the workers through their environment only.
+  if (const char* t = std::getenv("QSCHED_DIST_TOKEN"))
+    meta::check_dist_token(t);
+  else
+    base_env.push_back("QSCHED_DIST_TOKEN=" + meta::random_token());
   if (!std::getenv("OMP_NUM_THREADS")) base_env.push_back("OMP_NUM_THREADS=1");
   if (!std::getenv("OPENBLAS_NUM_THREADS")) base_env.push_back("OPENBLAS_NUM_THREADS=1");
 
@@ -282,8 +340,8 @@ int cmd_launch(const std::vector<std::string>& all_args) {
   }
 
   int alive = nproc;
-  int first_failed = -1;
-  bool forwarded = false;
+  int reaped = 0;
+  bool failed = false, forwarded = false;
   Clock::time_point failed_at, termed_at;
   bool termed = false, killed = false;
   int seen_signals = 0;
@@ -302,16 +360,12 @@ int cmd_launch(const std::vector<std::string>& all_args) {
         if (w.pid != pid || w.exited) continue;
         w.exited = true;
         w.status = status;
+        w.order = reaped++;
         --alive;
         bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-        // After a forwarded SIGINT/SIGTERM, "interrupted" (130) or dying of that signal is
-        // the expected outcome, not a failure.
-        bool stopped_by_us =
-            forwarded &&
-            (exit_code_of(status) == kExitInterrupted ||
-             (WIFSIGNALED(status) && (WTERMSIG(status) == SIGINT || WTERMSIG(status) == SIGTERM)));
-        if (!ok && first_failed < 0 && !stopped_by_us) {
-          first_failed = w.rank;
+        if (!ok && !failed && !stopped_by_launcher(w.signaled_by_us, status)) {
+          // The grace period starts here; which rank is named is decided when all have ended.
+          failed = true;
           failed_at = Clock::now();
           if (alive > 0)
             std::fprintf(stderr,
@@ -322,7 +376,7 @@ int cmd_launch(const std::vector<std::string>& all_args) {
       }
     }
     auto now = Clock::now();
-    if (first_failed >= 0 && alive > 0 && !termed &&
+    if (failed && alive > 0 && !termed &&
         std::chrono::duration<double>(now - failed_at).count() >= grace) {
       signal_alive(ws, SIGTERM);
       termed = true;
@@ -347,6 +401,9 @@ int cmd_launch(const std::vector<std::string>& all_args) {
       close(w.out_fd);
     }
 
+  std::vector<WorkerEnd> ends;
+  for (const auto& w : ws) ends.push_back({w.rank, w.status, w.order, w.signaled_by_us});
+  const int first_failed = first_failure(ends);
   if (first_failed >= 0) {
     const Worker& w = ws[first_failed];
     std::fprintf(stderr, "qsched launch: error: rank %d of %d %s (first failure)\n", w.rank, nproc,

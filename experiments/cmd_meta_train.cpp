@@ -2,15 +2,13 @@
 //
 // Distributed (WORLD_SIZE > 1, see meta/distributed.h and `qsched launch`): rank 0 reads the
 // config (or the run's meta_config.json and meta_state.pt on --resume), applies the flag
-// overrides and broadcasts the result; the other ranks never read or write the run directory
-// (they resume from the broadcast state in a private temporary directory), print nothing but
-// errors, and exit with the same code as rank 0.
-#include <unistd.h>
+// overrides and broadcasts the result; the other ranks never read or write any file (on
+// --resume they get rank 0's state as plain data, MetaTrainer::import_state), print nothing
+// but errors, and exit with the same code as rank 0.
 
 #include <boost/program_options.hpp>
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
 
 #include "experiments/cli.h"
 #include "experiments/run_flags.h"
@@ -62,26 +60,6 @@ struct ProgressCallbacks : meta::MetaCallbacks {
   int64_t first_, until_;
   bool quiet_;
   Progress bar_;
-};
-
-// A private directory for a rank other than 0, removed when the object dies.
-class RankScratch {
- public:
-  explicit RankScratch(int rank) {
-    std::string tmpl = (std::filesystem::temp_directory_path() /
-                        ("qsched_rank" + std::to_string(rank) + "_XXXXXX"))
-                           .string();
-    TORCH_CHECK(mkdtemp(tmpl.data()) != nullptr, "cannot create a temporary directory ", tmpl);
-    path_ = tmpl;
-  }
-  ~RankScratch() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
 };
 
 // Runs `read` on rank 0 and gives its result to every rank. A c10::ValueError on rank 0 (bad
@@ -164,30 +142,21 @@ int cmd_meta_train(const std::vector<std::string>& args) {
     return doc.dump();
   });
   meta::MetaConfig cfg = meta::MetaConfig::from_json(json::parse(doc_text));
-  // Ranks other than 0 work in a scratch directory; on --resume it receives rank 0's state.
-  std::unique_ptr<RankScratch> scratch;
-  std::string dir = out;
-  if (!rank0) {
-    scratch = std::make_unique<RankScratch>(coll->rank());
-    dir = scratch->path();
-  }
-  if (resume) {
-    std::string state = from_rank0(*coll, [&] {
-      TORCH_CHECK_VALUE(file_exists(out + "/meta_state.pt"), "meta checkpoint '", out,
-                        "/meta_state.pt' does not exist (nothing to resume)");
-      return read_whole_file(out + "/meta_state.pt");
-    });
-    if (!rank0) atomic_write(dir + "/meta_state.pt", state);
-  }
   set_threads(1);
   install_interrupt_handlers();
-  meta::MetaTrainer mt(cfg, dir, *coll);
+  // Ranks other than 0 have no run directory: they never read or write files. On --resume
+  // rank 0 loads the checkpoint and sends the state as plain data (MetaTrainer::export_state),
+  // not the archive.
+  meta::MetaTrainer mt(cfg, rank0 ? out : std::string(), *coll);
   // Rank 0 checks the run directory first; its refusal stops every rank with its message.
   from_rank0(*coll, [&] {
     mt.start(resume, force);
     return std::string();
   });
-  if (!rank0) mt.start(resume, force);
+  if (resume && coll->world_size() > 1) {
+    std::string state = from_rank0(*coll, [&] { return mt.export_state(); });
+    if (!rank0) mt.import_state(state);
+  }
   const int64_t first = mt.steps_done();
   if (first >= cfg.steps) {
     if (rank0)

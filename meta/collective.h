@@ -5,7 +5,8 @@
 //
 //   world size 1 : LocalCollective (no communication; the default)
 //   world size N : the c10d / Gloo implementation (meta/distributed.h), rendezvous through a
-//                  TCPStore from MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE
+//                  store (meta/store.h) from MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE,
+//                  QSCHED_DIST_TOKEN
 //
 // Every call is collective: all ranks call it in the same order. A rank that dies makes the
 // others fail within the group's timeout with a PeerFailure naming the operation (no hang).

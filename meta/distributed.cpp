@@ -15,7 +15,8 @@
 #include <mutex>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
-#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+#include "meta/store.h"
 
 namespace qsched::meta {
 
@@ -23,7 +24,8 @@ namespace {
 
 constexpr const char* kEnvNames[] = {"WORLD_SIZE",          "RANK",
                                      "MASTER_ADDR",         "MASTER_PORT",
-                                     "QSCHED_DIST_TIMEOUT", "GLOO_SOCKET_IFNAME"};
+                                     "QSCHED_DIST_TIMEOUT", "GLOO_SOCKET_IFNAME",
+                                     "QSCHED_DIST_TOKEN"};
 
 // The first line of an exception message (Gloo and c10d append source locations and
 // backtraces on later lines).
@@ -140,24 +142,28 @@ class GlooCollective : public Collective {
                         ". Violated constraint: an existing network interface of this machine");
     }
 
-    c10d::TCPStoreOptions so;
-    so.port = static_cast<uint16_t>(o.master_port());
-    so.isServer = rank_ == 0;
-    so.numWorkers = static_cast<size_t>(world_);
-    so.waitWorkers = true;
-    so.timeout = timeout_;
-    c10::intrusive_ptr<c10d::Store> tcp;
-    try {
-      tcp = c10::make_intrusive<c10d::TCPStore>(o.master_addr(), so);
-    } catch (const std::exception& e) {
-      if (rank_ == 0) {
+    // Rank 0 serves the store on MASTER_ADDR's address only; every rank (rank 0 too) is a
+    // client that proves it knows the token.
+    if (rank_ == 0) {
+      try {
+        server_ = std::make_unique<StoreServer>(o.master_addr(), o.master_port(), o.token());
+      } catch (const c10::ValueError& e) {
         std::string m = first_line(e);
-        if (m.find("listen") != std::string::npos || m.find("bind") != std::string::npos)
+        if (m.rfind("cannot listen", 0) == 0)
           TORCH_CHECK_VALUE(false, "rank 0 cannot listen on MASTER_PORT=", o.master_port(), " (", m,
                             "). Violated constraint: a free port on MASTER_ADDR");
-        TORCH_CHECK_VALUE(false, "rendezvous at ", where, " failed: not all of WORLD_SIZE=", world_,
-                          " ranks joined within ", timeout_seconds_, " s (", m, ")");
+        throw;
       }
+    }
+    c10::intrusive_ptr<c10d::Store> tcp;
+    try {
+      tcp = c10::make_intrusive<StoreClient>(o.master_addr(), o.master_port(), o.token(), timeout_);
+    } catch (const c10::ValueError& e) {
+      TORCH_CHECK_VALUE(false, "rank ", rank_, ": ", first_line(e));
+    } catch (const std::exception& e) {
+      if (rank_ == 0)
+        TORCH_CHECK_VALUE(false, "rendezvous at ", where, " failed: rank 0 cannot reach its own ",
+                          "store (", first_line(e), ")");
       TORCH_CHECK_VALUE(false, "rank ", rank_,
                         " cannot reach the master at MASTER_ADDR:", "MASTER_PORT=", where,
                         " within ", timeout_seconds_, " s (", first_line(e), ")");
@@ -178,7 +184,7 @@ class GlooCollective : public Collective {
       throw;
     } catch (const std::exception& e) {
       TORCH_CHECK_VALUE(false, "rendezvous at ", where, " failed on rank ", rank_, ": ",
-                        first_line(e));
+                        first_line(e), refused_note());
     }
 
     auto pgo = c10d::ProcessGroupGloo::Options::create(timeout_);
@@ -189,7 +195,7 @@ class GlooCollective : public Collective {
     } catch (const std::exception& e) {
       TORCH_CHECK_VALUE(false, "rendezvous at ", where, " failed on rank ", rank_,
                         ": not all of WORLD_SIZE=", world_, " ranks connected within ",
-                        timeout_seconds_, " s (", first_line(e), ")");
+                        timeout_seconds_, " s (", first_line(e), ")", refused_note());
     }
   }
 
@@ -243,9 +249,9 @@ class GlooCollective : public Collective {
     run("barrier", [&] { return pg_->barrier(); });
   }
 
-  // A counter per round in rank 0's store (TCPStore add is an atomic fetch-and-add on the
-  // server). Rank 0 drops the previous round's counter: every rank has passed a collective
-  // since its last claim of that round.
+  // A counter per round in rank 0's store (add is an atomic fetch-and-add on the server). Rank 0
+  // drops the previous round's counter: every rank has passed a collective since its last claim of
+  // that round.
   int64_t begin_work() override {
     ++round_;
     if (rank_ == 0 && round_ > 1 && !broken_) {
@@ -278,6 +284,19 @@ class GlooCollective : public Collective {
   }
 
  private:
+  // On rank 0, why a rank may be missing: where its store listens (a MASTER_ADDR that rank 0
+  // resolves to a loopback address cannot be reached from other machines), and connections
+  // it turned away.
+  std::string refused_note() const {
+    if (!server_) return "";
+    std::string s = "; rank 0's store listens on " + server_->bound_address() + ":" +
+                    std::to_string(server_->port());
+    if (server_->refused() > 0)
+      s += c10::str(" and refused ", server_->refused(),
+                    " connection(s) that did not prove QSCHED_DIST_TOKEN");
+    return s;
+  }
+
   template <class F>
   void run(const char* what, F start) {
     if (broken_)
@@ -316,6 +335,7 @@ class GlooCollective : public Collective {
   double timeout_seconds_;
   std::chrono::milliseconds timeout_;
   std::atomic<bool> broken_{false};
+  std::unique_ptr<StoreServer> server_;  ///< rank 0 only; destroyed after the clients
   c10::intrusive_ptr<c10d::Store> store_;
   c10::intrusive_ptr<c10d::ProcessGroupGloo> pg_;
 };
@@ -337,6 +357,17 @@ void DistributedOptions::validate() const {
       std::isfinite(timeout_seconds_) && timeout_seconds_ > 0 && timeout_seconds_ <= 7 * 86400,
       "QSCHED_DIST_TIMEOUT=", timeout_seconds_,
       ". Violated constraint: 0 < QSCHED_DIST_TIMEOUT <= 604800 (seconds)");
+  TORCH_CHECK_VALUE(!token_.empty(), "QSCHED_DIST_TOKEN is not set but WORLD_SIZE=", world_size_,
+                    ". Violated constraint: every rank sets the same secret QSCHED_DIST_TOKEN "
+                    "(qsched launch generates one; see qsched launch --help)");
+  check_dist_token(token_);
+}
+
+void check_dist_token(const std::string& token) {
+  TORCH_CHECK_VALUE(token.size() >= 16 && token.size() <= 1024, "QSCHED_DIST_TOKEN has ",
+                    token.size(),
+                    " characters. Violated constraint: 16 <= length <= 1024 (e.g. 32 random "
+                    "hex digits)");
 }
 
 std::optional<DistributedOptions> distributed_options_from_env(
@@ -391,6 +422,7 @@ std::optional<DistributedOptions> distributed_options_from_env(
     o.timeout_seconds(v);
   }
   if (auto i = get("GLOO_SOCKET_IFNAME")) o.interface(*i);
+  if (auto t = get("QSCHED_DIST_TOKEN")) o.token(*t);
   o.validate();
   return o;
 }

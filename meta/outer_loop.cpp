@@ -652,6 +652,104 @@ void MetaTrainer::load_checkpoint() {
                     "meta checkpoint '", path, "' is inconsistent (step ", step_, ")");
 }
 
+namespace {
+
+std::string tensor_hex(const torch::Tensor& t) {
+  static const char* kHex = "0123456789abcdef";
+  torch::Tensor c = t.contiguous();
+  const auto* p = static_cast<const unsigned char*>(c.data_ptr());
+  const size_t n = static_cast<size_t>(c.numel()) * c.element_size();
+  std::string s;
+  s.reserve(2 * n);
+  for (size_t i = 0; i < n; ++i) {
+    s += kHex[p[i] >> 4];
+    s += kHex[p[i] & 15];
+  }
+  return s;
+}
+
+int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
+}
+
+// A tensor shaped and typed like `like` from tensor_hex's text.
+torch::Tensor tensor_from_hex(const std::string& hex, const torch::Tensor& like,
+                              const char* field) {
+  torch::Tensor t = torch::empty_like(like, torch::MemoryFormat::Contiguous);
+  const size_t n = static_cast<size_t>(t.numel()) * t.element_size();
+  TORCH_CHECK_VALUE(hex.size() == 2 * n, "meta state from rank 0: '", field, "' has ",
+                    hex.size() / 2, " bytes, the config needs ", n);
+  auto* p = static_cast<unsigned char*>(t.data_ptr());
+  for (size_t i = 0; i < n; ++i) {
+    int hi = hex_digit(hex[2 * i]), lo = hex_digit(hex[2 * i + 1]);
+    TORCH_CHECK_VALUE(hi >= 0 && lo >= 0, "meta state from rank 0: '", field,
+                      "' is not lower-case hex");
+    p[i] = static_cast<unsigned char>(hi * 16 + lo);
+  }
+  return t;
+}
+
+}  // namespace
+
+std::string MetaTrainer::export_state() const {
+  TORCH_CHECK(particles_.empty() && cfg_.estimator.name != "pes",
+              "export_state: PES state stays in one process");
+  json base = json::object();
+  for (const auto& [key, v] : base_) base[key] = {num(v.first), num(v.second)};
+  json j = {{"version", kMetaStateVersion},
+            {"config", trajectory_config(cfg_)},
+            {"step", step_},
+            {"adam_t", adam_->t},
+            {"theta", tensor_hex(theta_)},
+            {"adam_m", tensor_hex(adam_->m)},
+            {"adam_v", tensor_hex(adam_->v)},
+            {"base_cache", base},
+            {"history", history_}};
+  return j.dump();
+}
+
+void MetaTrainer::import_state(const std::string& text) {
+  int64_t step = 0, adam_t = 0;
+  torch::Tensor theta, m, v;
+  std::map<std::string, std::pair<double, double>> base;
+  std::vector<json> history;
+  try {
+    const json j = json::parse(text);
+    TORCH_CHECK_VALUE(j.is_object() && j.value("version", json()) == json(kMetaStateVersion),
+                      "meta state from rank 0: not version ", kMetaStateVersion);
+    TORCH_CHECK_VALUE(j.at("config") == trajectory_config(cfg_),
+                      "meta state from rank 0: written for a different meta config");
+    step = j.at("step").get<int64_t>();
+    adam_t = j.at("adam_t").get<int64_t>();
+    theta = tensor_from_hex(j.at("theta").get<std::string>(), theta_, "theta");
+    m = tensor_from_hex(j.at("adam_m").get<std::string>(), adam_->m, "adam_m");
+    v = tensor_from_hex(j.at("adam_v").get<std::string>(), adam_->v, "adam_v");
+    auto number = [](const json& x) { return x.is_null() ? NAN : x.get<double>(); };
+    for (auto& [key, val] : j.at("base_cache").items()) {
+      TORCH_CHECK_VALUE(val.is_array() && val.size() == 2,
+                        "meta state from rank 0: base_cache entry '", key, "' is not a pair");
+      base[key] = {number(val[0]), number(val[1])};
+    }
+    for (const auto& row : j.at("history")) history.push_back(row);
+  } catch (const c10::ValueError&) {
+    throw;
+  } catch (const std::exception& e) {
+    TORCH_CHECK_VALUE(false, "meta state from rank 0 is malformed: ", e.what());
+  }
+  TORCH_CHECK_VALUE(step >= 0 && adam_t >= 0 && static_cast<int64_t>(history.size()) == step,
+                    "meta state from rank 0 is inconsistent (step ", step, ", ", history.size(),
+                    " metric rows, Adam step ", adam_t, ")");
+  step_ = step;
+  theta_ = theta;
+  adam_->m = m;
+  adam_->v = v;
+  adam_->t = adam_t;
+  base_ = std::move(base);
+  history_ = std::move(history);
+}
+
 void MetaTrainer::save_controller(const std::string& dir) const {
   if (coll_.rank() != 0) return;
   Controller c(cfg_.controller);

@@ -117,6 +117,17 @@ class MetaTrainer {
 
   void save_checkpoint() const;
   void load_checkpoint();
+
+  /// The meta-state as plain data, for ranks >= 1 of a resumed run (rank 0 alone reads the
+  /// checkpoint): JSON text with step, the Adam step count, base-result cache, metric rows and
+  /// the trajectory config, and theta and the Adam moments as hex of their raw bytes (bit-exact,
+  /// NaN included). No archive and no file: ranks >= 1 never run torch's loader on bytes from
+  /// the network. ES and metagrad only (PES is one process).
+  std::string export_state() const;
+  /// Replaces this trainer's state by export_state()'s text from a trainer of the same config.
+  /// Every field is checked (config, tensor sizes, history length); anything else throws
+  /// c10::ValueError "meta state from rank 0 ...: <what>" and leaves the trainer unchanged.
+  void import_state(const std::string& text);
   /// controller.{pt,json} of the current theta into `dir` (default out_dir).
   void save_controller(const std::string& dir = "") const;
 

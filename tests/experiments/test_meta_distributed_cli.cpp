@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <sstream>
 
 #include "meta/controller_io.h"
@@ -14,6 +15,16 @@
 
 namespace qsched::test {
 namespace {
+
+const std::string kToken = "meta-cli-test-token-0123";
+
+// Names in `dir`, one per line ("" when empty).
+std::string entries(const std::string& dir) {
+  std::string s;
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    s += e.path().filename().string() + "\n";
+  return s;
+}
 
 std::string write_meta_config(const TempDir& d, json cfg) {
   cfg["threads"] = 1;
@@ -119,9 +130,13 @@ TEST(MetaTrainDistributed, KilledWorkerStopsTheRunAndTheCheckpointResumes) {
   // Wait for the first checkpoint, then kill -9 rank 1 (found through its environment). The
   // grace period is long so that rank 0, even on a loaded machine, notices the loss by itself
   // (at its next collective) before the launcher would SIGTERM it.
+  // (TMPDIR is private to the run: nothing may be left there, e.g. a rank's scratch folder)
+  const std::string tmp = d.file("tmp");
+  std::filesystem::create_directories(tmp);
   auto r = run_shell(
-      qsched_binary() + " launch --nproc 2 --grace 60 -- meta-train --quiet --config " + cfg +
-      " --out " + out + " > " + d.file("launch.log") + " 2>&1 & L=$!; " + wait_for_checkpoint(out) +
+      "TMPDIR=" + tmp + " " + qsched_binary() +
+      " launch --nproc 2 --grace 60 -- meta-train --quiet --config " + cfg + " --out " + out +
+      " > " + d.file("launch.log") + " 2>&1 & L=$!; " + wait_for_checkpoint(out) +
       "for c in $(pgrep -P $L); do "
       "  tr '\\0' '\\n' < /proc/$c/environ | grep -qx RANK=1 && kill -9 $c; "
       "done; "
@@ -141,10 +156,47 @@ TEST(MetaTrainDistributed, KilledWorkerStopsTheRunAndTheCheckpointResumes) {
   // The last checkpoint is intact: resume it with another world size.
   RunState before = state_of(out);
   ASSERT_GE(before.step, 1);
-  r = run_qsched(launch(3, "--resume --out " + out + " --steps " + std::to_string(before.step + 1)),
-                 600);
+  r = run_shell("TMPDIR=" + tmp + " timeout 600 " + qsched_binary() + " " +
+                launch(3, "--resume --out " + out + " --steps " + std::to_string(before.step + 1)));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(state_of(out).step, before.step + 1);
+  EXPECT_EQ(entries(tmp), "") << "left in TMPDIR";
+}
+
+// The launcher names the killed worker even when rank 0 has already exited 3 ("peer lost")
+// by the time it looks: the launcher is stopped (SIGSTOP) while rank 1 is killed and rank 0
+// exits, so both are waiting to be reaped when it continues, rank 0 (the older child) first.
+TEST(MetaTrainDistributed, LauncherNamesTheKilledWorkerWhenRank0ExitedFirst) {
+  TempDir d;
+  const std::string cfg = write_long_meta_config(d);
+  const std::string out = d.file("run");
+  const std::string tmp = d.file("tmp");
+  std::filesystem::create_directories(tmp);
+  auto r = run_shell(
+      "TMPDIR=" + tmp + " " + qsched_binary() +
+      " launch --nproc 2 --grace 60 -- meta-train --quiet --config " + cfg + " --out " + out +
+      " > " + d.file("launch.log") + " 2>&1 & L=$!; " + wait_for_checkpoint(out) +
+      "for c in $(pgrep -P $L); do "
+      "  r=$(tr '\\0' '\\n' < /proc/$c/environ | sed -n 's/^RANK=//p'); eval C$r=$c; "
+      "done; "
+      "kill -STOP $L; kill -9 $C1; "
+      // rank 0 is a zombie (state Z) once it has exited; at most 120 s
+      "for i in $(seq 1 1200); do "
+      "  [ \"$(sed 's/.*) //' /proc/$C0/stat | cut -c1)\" = Z ] && echo rank0_exited && break; "
+      "  sleep 0.1; "
+      "done; "
+      "kill -CONT $L; "
+      "( sleep 120; kill -9 $L ) >/dev/null 2>&1 & W=$!; wait $L; echo \"launch_exit=$?\"; "
+      "kill $W 2>/dev/null");
+  std::string log = read_file(d.file("launch.log"));
+  EXPECT_NE(r.output.find("rank0_exited"), std::string::npos) << r.output << log;
+  EXPECT_NE(r.output.find("launch_exit=137"), std::string::npos) << r.output << log;
+  EXPECT_NE(
+      log.find("qsched launch: error: rank 1 of 2 was killed by signal 9 (Killed) (first failure)"),
+      std::string::npos)
+      << log;
+  EXPECT_NE(log.find("distributed allgather failed on rank 0 of 2"), std::string::npos) << log;
+  EXPECT_EQ(entries(tmp), "") << "left in TMPDIR";
 }
 
 // Without the launcher: rank 0's own exit code when its peer is killed is 3 (peer lost).
@@ -153,7 +205,8 @@ TEST(MetaTrainDistributed, LostPeerExitsThree) {
   const std::string cfg = write_long_meta_config(d);
   const std::string out = d.file("run");
   const std::string env = "WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=" +
-                          std::to_string(meta::free_loopback_port()) + " QSCHED_DIST_TIMEOUT=60 ";
+                          std::to_string(meta::free_loopback_port()) +
+                          " QSCHED_DIST_TIMEOUT=60 QSCHED_DIST_TOKEN=" + kToken + " ";
   const std::string cmd =
       qsched_binary() + " meta-train --quiet --threads 1 --config " + cfg + " --out " + out;
   auto r =
@@ -203,9 +256,29 @@ TEST(MetaTrainDistributed, BadLaunchVariablesAreOneLineErrors) {
   expect_one_line_error(env_run("WORLD_SIZE=2 RANK=1 MASTER_ADDR=127.0.0.1"),
                         "MASTER_PORT is not set");
   const int port = meta::free_loopback_port();
-  expect_one_line_error(env_run("WORLD_SIZE=2 RANK=1 MASTER_ADDR=127.0.0.1 MASTER_PORT=" +
-                                std::to_string(port) + " QSCHED_DIST_TIMEOUT=1"),
+  const std::string where = "MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(port);
+  expect_one_line_error(env_run("WORLD_SIZE=2 RANK=1 " + where), "QSCHED_DIST_TOKEN is not set");
+  expect_one_line_error(env_run("WORLD_SIZE=2 RANK=1 " + where +
+                                " QSCHED_DIST_TIMEOUT=1 QSCHED_DIST_TOKEN=" + kToken),
                         "rank 1 cannot reach the master");
+  // Ranks with different tokens: the stranger is refused at once, rank 0 names it at its
+  // timeout; both exit 2 with one line.
+  auto two = run_shell(
+      "env RANK=0 WORLD_SIZE=2 " + where + " QSCHED_DIST_TIMEOUT=10 QSCHED_DIST_TOKEN=" + kToken +
+      " timeout 120 " + qsched_binary() + args + " > " + d.file("r0.log") +
+      " 2>&1 & A=$!; env RANK=1 WORLD_SIZE=2 " + where +
+      " QSCHED_DIST_TIMEOUT=10 QSCHED_DIST_TOKEN=other-token-0123456789 timeout 120 " +
+      qsched_binary() + args + " > " + d.file("r1.log") +
+      " 2>&1; echo rank1_exit=$?; wait $A; echo rank0_exit=$?");
+  const std::string r0 = read_file(d.file("r0.log")), r1 = read_file(d.file("r1.log"));
+  EXPECT_NE(two.output.find("rank1_exit=2"), std::string::npos) << two.output << r1;
+  EXPECT_NE(two.output.find("rank0_exit=2"), std::string::npos) << two.output << r0;
+  EXPECT_EQ(count_lines(r1), 1) << r1;
+  EXPECT_NE(r1.find("refused this process's QSCHED_DIST_TOKEN"), std::string::npos) << r1;
+  EXPECT_EQ(count_lines(r0), 1) << r0;
+  EXPECT_NE(r0.find("and refused 1 connection(s) that did not prove QSCHED_DIST_TOKEN"),
+            std::string::npos)
+      << r0;
   // A bad config on rank 0 stops every rank with rank 0's message and exit code 2.
   auto r = run_qsched(
       "launch --nproc 2 -- meta-train --config " + d.file("missing.json") + " --out " + d.file("o"),

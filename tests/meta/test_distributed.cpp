@@ -1,4 +1,4 @@
-// meta/distributed.h (c10d TCPStore + ProcessGroupGloo) and `qsched launch`, loopback only.
+// meta/distributed.h (qsched's store + ProcessGroupGloo), loopback only.
 //
 // Ranks run either as threads of this process (each with its own store client and Gloo
 // group) or as separate processes: this test binary re-executes itself with the launch
@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <climits>
 #include <cmath>
@@ -22,6 +23,7 @@
 
 #include "meta/distributed.h"
 #include "meta/es.h"
+#include "tests/util/raw_socket.h"
 #include "tests/util/test_util.h"
 
 namespace qsched::meta {
@@ -120,8 +122,10 @@ std::string expected_exchange(int world) {
   return out.str();
 }
 
+const std::string kToken = "test-token-0123456789abcdef";
+
 DistributedOptions loopback(int port, int rank, int world, double timeout = 60) {
-  return DistributedOptions("127.0.0.1", port, rank, world).timeout_seconds(timeout);
+  return DistributedOptions("127.0.0.1", port, rank, world).timeout_seconds(timeout).token(kToken);
 }
 
 // Runs `body(rank)` on `world` threads and returns what each returned (or the error).
@@ -159,8 +163,8 @@ void run_worker_processes(const test::TempDir& dir, int world, const std::string
     script += "( MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(port) +
               " RANK=" + std::to_string(r) + " WORLD_SIZE=" + std::to_string(world) +
               " QSCHED_DIST_TIMEOUT=" + std::to_string(dist_timeout) +
-              " QSCHED_TEST_SCENARIO=" + scenario + " OMP_NUM_THREADS=1 timeout -s KILL 120 " +
-              self_binary() +
+              " QSCHED_DIST_TOKEN=" + kToken + " QSCHED_TEST_SCENARIO=" + scenario +
+              " OMP_NUM_THREADS=1 timeout -s KILL 120 " + self_binary() +
               " --gtest_also_run_disabled_tests --gtest_filter=DistributedWorker.DISABLED_Run" +
               " > " + dir.file("rank_" + std::to_string(r) + ".txt") + " 2>&1; echo $? > " +
               dir.file("rank_" + std::to_string(r) + ".code") + " ) & ";
@@ -192,11 +196,15 @@ Env good_env(int rank = 1, int world = 3) {
   return {{"WORLD_SIZE", std::to_string(world)},
           {"RANK", std::to_string(rank)},
           {"MASTER_ADDR", "127.0.0.1"},
-          {"MASTER_PORT", "29511"}};
+          {"MASTER_PORT", "29511"},
+          {"QSCHED_DIST_TOKEN", "0123456789abcdef"}};
 }
 
 TEST(DistributedOptions, DefaultsAreValid) {
-  EXPECT_NO_THROW(DistributedOptions("127.0.0.1", 29500, 0, 2).validate());
+  // A group of several ranks has no default secret: the token is the one required field.
+  EXPECT_NO_THROW(DistributedOptions("127.0.0.1", 29500, 0, 2).token(kToken).validate());
+  EXPECT_VALUE_ERROR(DistributedOptions("127.0.0.1", 29500, 0, 2).validate(),
+                     "QSCHED_DIST_TOKEN is not set");
   EXPECT_NO_THROW(DistributedOptions("", 0, 0, 1).validate());  // world 1 needs no master
 }
 
@@ -218,6 +226,7 @@ TEST(DistributedEnv, ParsesAllVariables) {
   EXPECT_EQ(o->master_port(), 29511);
   EXPECT_EQ(o->timeout_seconds(), 7.5);
   EXPECT_EQ(o->interface(), "lo");
+  EXPECT_EQ(o->token(), "0123456789abcdef");
 }
 
 TEST(DistributedEnv, BadValuesNameTheVariableAndTheRule) {
@@ -257,6 +266,24 @@ TEST(DistributedEnv, BadValuesNameTheVariableAndTheRule) {
                      "0 < QSCHED_DIST_TIMEOUT");
   EXPECT_VALUE_ERROR(distributed_options_from_env(Env{{"RANK", "1"}}),
                      "RANK=1 is set but WORLD_SIZE is not");
+  EXPECT_VALUE_ERROR(distributed_options_from_env(without("QSCHED_DIST_TOKEN")),
+                     "QSCHED_DIST_TOKEN is not set but WORLD_SIZE=3. Violated constraint: every "
+                     "rank sets the same secret QSCHED_DIST_TOKEN");
+  EXPECT_VALUE_ERROR(distributed_options_from_env(with("QSCHED_DIST_TOKEN", "")),
+                     "QSCHED_DIST_TOKEN is not set");
+  // The message gives the length, never the secret.
+  try {
+    distributed_options_from_env(with("QSCHED_DIST_TOKEN", "s3cr3t"));
+    ADD_FAILURE() << "a 6-character token was accepted";
+  } catch (const c10::ValueError& e) {
+    std::string m = e.what_without_backtrace();
+    EXPECT_NE(m.find("QSCHED_DIST_TOKEN has 6 characters. Violated constraint: 16 <= length"),
+              std::string::npos)
+        << m;
+    EXPECT_EQ(m.find("s3cr3t"), std::string::npos) << m;
+  }
+  EXPECT_VALUE_ERROR(make_collective(DistributedOptions("127.0.0.1", 29511, 0, 2)),
+                     "QSCHED_DIST_TOKEN is not set");
   EXPECT_VALUE_ERROR(distributed_options_from_env(Env{{"WORLD_SIZE", "1"}, {"RANK", "1"}}),
                      "RANK=1 with WORLD_SIZE=1");
 }
@@ -391,6 +418,63 @@ TEST(GlooRendezvous, RankUsedTwiceIsRejected) {
   for (const auto& o : out)
     rejected += o.find("ValueError: RANK=1 is used by more than one process") != std::string::npos;
   EXPECT_EQ(rejected, 1) << out[0] << "\n" << out[1] << "\n" << out[2];
+}
+
+// The store that the launch tests and `qsched launch` use: on MASTER_ADDR only, and closed to
+// a process without the token, while the group works normally.
+TEST(GlooRendezvous, StoreListensOnlyOnMasterAddrAndRefusesAWrongToken) {
+  const int port = free_loopback_port();
+  std::string elsewhere, stranger;
+  auto out = on_threads(2, [&](int r) -> std::string {
+    auto c = make_collective(loopback(port, r, 2));
+    if (r == 0) {
+      int fd = test::tcp_connect("127.0.0.2", port);  // also this machine, not MASTER_ADDR
+      elsewhere = fd < 0 ? std::strerror(errno) : "connected";
+      if (fd >= 0) close(fd);
+      try {
+        make_collective(loopback(port, 1, 2).token("not-the-token-0123456789"));
+        stranger = "joined";
+      } catch (const c10::ValueError& e) {
+        stranger = e.what_without_backtrace();
+      }
+    }
+    return exchange(*c);
+  });
+  EXPECT_EQ(elsewhere, std::strerror(ECONNREFUSED));
+  EXPECT_NE(stranger.find("rank 1: rank 0's store at 127.0.0.1:" + std::to_string(port) +
+                          " refused this process's QSCHED_DIST_TOKEN"),
+            std::string::npos)
+      << stranger;
+  for (int r = 0; r < 2; ++r) EXPECT_EQ(out[r], expected_exchange(2)) << "rank " << r;
+}
+
+TEST(GlooRendezvous, RankWithAWrongTokenIsNamedOnBothSides) {
+  const int port = free_loopback_port();
+  auto out = on_threads(2, [&](int r) -> std::string {
+    auto o = loopback(port, r, 2, 8.0);
+    if (r == 1) o.token("not-the-token-0123456789");
+    make_collective(o);
+    return "joined";
+  });
+  EXPECT_NE(out[1].find("ValueError: rank 1: rank 0's store at 127.0.0.1:" + std::to_string(port) +
+                        " refused this process's QSCHED_DIST_TOKEN"),
+            std::string::npos)
+      << out[1];
+  EXPECT_NE(out[0].find("not all of WORLD_SIZE=2 ranks connected within 8 s"), std::string::npos)
+      << out[0];
+  EXPECT_NE(out[0].find("and refused 1 connection(s) that did not prove "
+                        "QSCHED_DIST_TOKEN"),
+            std::string::npos)
+      << out[0];
+}
+
+TEST(GlooRendezvous, MasterAddrMustBeThisMachinesOnRankZero) {
+  // 192.0.2.1 (TEST-NET-1) is not an address here: rank 0 says so at once (nothing is sent).
+  EXPECT_VALUE_ERROR(make_collective(DistributedOptions("192.0.2.1", free_loopback_port(), 0, 2)
+                                         .timeout_seconds(60)
+                                         .token(kToken)
+                                         .interface("lo")),
+                     "MASTER_ADDR=192.0.2.1 (192.0.2.1) is not an address of this machine");
 }
 
 TEST(GlooRendezvous, BadBroadcastRootIsRejected) {

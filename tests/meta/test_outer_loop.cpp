@@ -227,5 +227,60 @@ TEST(OuterLoop, BadConfigsAndCheckpoints) {
   EXPECT_VALUE_ERROR(too_big.run(1), "subset <= training samples");
 }
 
+// What ranks >= 1 of a resumed distributed run receive instead of the checkpoint archive: the
+// state as plain data, complete (the next step is bit-identical) and checked field by field.
+TEST(OuterLoop, ExportedStateContinuesExactlyAndMalformedStateIsRejected) {
+  json j = meta_config();
+  j["validate_every"] = 0;
+  test::TempDir a, b;
+  LocalCollective coll;
+  MetaTrainer source(MetaConfig::from_json(j), a.path(), coll);
+  source.start(false);
+  ASSERT_TRUE(source.run(2));
+  const std::string state = source.export_state();
+
+  MetaTrainer copy(MetaConfig::from_json(j), b.path(), coll);
+  copy.import_state(state);
+  EXPECT_EQ(copy.steps_done(), 2);
+  EXPECT_TRUE(torch::equal(copy.theta(), source.theta()));
+  EXPECT_EQ(copy.theta().dtype(), source.theta().dtype());
+  EXPECT_EQ(copy.history(), source.history());
+  ASSERT_EQ(copy.base_cache().size(), source.base_cache().size());
+  for (const auto& [key, v] : source.base_cache()) {
+    ASSERT_EQ(copy.base_cache().count(key), 1u) << key;
+    EXPECT_EQ(copy.base_cache().at(key), v) << key;
+  }
+  EXPECT_EQ(copy.export_state(), state);  // Adam moments and step count included
+  ASSERT_TRUE(source.run(3));
+  ASSERT_TRUE(copy.run(3));
+  EXPECT_TRUE(torch::equal(copy.theta(), source.theta()));
+  EXPECT_EQ(test::strip_time(copy.history()), test::strip_time(source.history()));
+
+  // Malformed or foreign state: a ValueError naming the problem, the trainer unchanged.
+  MetaTrainer fresh(MetaConfig::from_json(j), b.path(), coll);
+  const torch::Tensor theta0 = fresh.theta().clone();
+  json doc = json::parse(state);
+  auto with = [&](const char* field, json v) {
+    json d = doc;
+    d[field] = std::move(v);
+    return d.dump();
+  };
+  const std::string theta_hex = doc["theta"].get<std::string>();
+  EXPECT_VALUE_ERROR(fresh.import_state(state.substr(0, state.size() / 2)), "malformed");
+  EXPECT_VALUE_ERROR(fresh.import_state("[1,2]"), "not version");
+  EXPECT_VALUE_ERROR(fresh.import_state(with("theta", theta_hex.substr(2))), "'theta' has");
+  EXPECT_VALUE_ERROR(fresh.import_state(with("theta", theta_hex + "00")), "'theta' has");
+  EXPECT_VALUE_ERROR(
+      fresh.import_state(with("adam_m", "zz" + doc["adam_m"].get<std::string>().substr(2))),
+      "'adam_m' is not lower-case hex");
+  EXPECT_VALUE_ERROR(fresh.import_state(with("step", 3)), "inconsistent");
+  EXPECT_VALUE_ERROR(fresh.import_state(with("adam_t", "two")), "malformed");
+  json other = doc["config"];
+  other["estimator"]["sigma"] = 0.3;
+  EXPECT_VALUE_ERROR(fresh.import_state(with("config", other)), "different meta config");
+  EXPECT_EQ(fresh.steps_done(), 0);
+  EXPECT_TRUE(torch::equal(fresh.theta(), theta0));
+}
+
 }  // namespace
 }  // namespace qsched::meta
