@@ -1,6 +1,7 @@
 #include "experiments/cli.h"
 
 #include <boost/program_options.hpp>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <functional>
@@ -65,6 +66,9 @@ void print_help() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A file-size limit (ulimit -f) must be an I/O error (exit 4, files intact), not a kill by
+  // SIGXFSZ: ignored, the write fails with EFBIG and atomic_write reports it.
+  std::signal(SIGXFSZ, SIG_IGN);
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") ||
       !std::strcmp(argv[1], "help")) {
     print_help();

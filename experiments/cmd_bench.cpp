@@ -86,10 +86,13 @@ int cmd_bench(const std::vector<std::string>& args) {
   std::string out;
   po::options_description desc("qsched bench flags");
   desc.add_options()("help,h", "show this help")(
-      "threads", po::value(&threads)->default_value(threads), "torch + OpenBLAS threads")(
-      "batch", po::value(&batch)->default_value(batch), "training batch size")(
-      "seconds", po::value(&seconds)->default_value(seconds), "time budget per measurement")(
-      "json", po::value(&out), "also write the results to this JSON file");
+      "threads", ranged(&threads, "threads", 1, 256)->default_value(threads),
+      "torch + OpenBLAS threads")("batch",
+                                  ranged<int64_t>(&batch, "batch", 1, 65536)->default_value(batch),
+                                  "training batch size")(
+      "seconds", ranged(&seconds, "seconds", 0.01, 3600.0)->default_value(seconds),
+      "time budget per measurement")("json", po::value(&out),
+                                     "also write the results to this JSON file");
   po::variables_map vm;
   if (!parse_flags(args, desc, vm,
                    "usage: qsched bench [--threads N] [--batch B] [--seconds S] [--json FILE]\n\n"

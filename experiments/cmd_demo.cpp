@@ -2,8 +2,8 @@
 
 #include "experiments/cli.h"
 #include "experiments/run_flags.h"
+#include "inner/base/json_reader.h"
 #include "inner/io.h"
-#include "inner/json_reader.h"
 #include "inner/run.h"
 #include "inner/run_dir.h"
 #include "inner/runtime.h"
@@ -52,7 +52,7 @@ json run_stage(const inner::RunConfig& cfg, const std::string& dir, bool force) 
         "another --out, or remove that directory to rerun the stage");
     if (file_exists(dir + "/summary.json")) {
       std::printf("finished run in %s reused\n", dir.c_str());
-      return read_json_file(dir + "/summary.json");
+      return inner::read_summary(dir + "/summary.json");
     }
     opt.resume = true;
   }

@@ -9,11 +9,11 @@
 
 #include "experiments/cli.h"
 #include "experiments/run_flags.h"
+#include "inner/base/json_reader.h"
 #include "inner/export/format.h"
 #include "inner/export/reference.h"
 #include "inner/export/writer.h"
 #include "inner/io.h"
-#include "inner/json_reader.h"
 
 namespace po = boost::program_options;
 

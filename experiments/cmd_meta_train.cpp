@@ -96,8 +96,9 @@ int cmd_meta_train(const std::vector<std::string>& args) {
   desc.add_options()("help,h", "show this help")("config", po::value(&config),
                                                  "meta config JSON (meta/task.h documents it)")(
       "out", po::value(&out), "output directory (created; or resumed with --resume)")(
-      "steps", po::value(&steps), "outer steps in total (overrides the config's \"steps\")")(
-      "threads", po::value(&threads),
+      "steps", ranged<int64_t>(&steps, "steps", 1, 1000000),
+      "outer steps in total (overrides the config's \"steps\")")(
+      "threads", ranged(&threads, "threads", 1, 256),
       "population members evaluated in parallel (overrides \"threads\"; results do not depend "
       "on it)")("resume", po::bool_switch(&resume),
                 "continue the run in --out from meta_state.pt with its meta_config.json")(

@@ -47,8 +47,9 @@ int schedules_show(const std::vector<std::string>& args) {
   std::string plot;
   po::options_description desc("qsched schedules show flags");
   desc.add_options()("help,h", "show this help")(
-      "layers", po::value(&layers), "number of scheduled layers L (default: from the network)")(
-      "epochs", po::value(&epochs),
+      "layers", ranged<int64_t>(&layers, "layers", 1, 4096),
+      "number of scheduled layers L (default: from the network)")(
+      "epochs", ranged<int64_t>(&epochs, "epochs", 1, inner::kMaxEpochs),
       "quantization epochs T (default: train.epochs - pretrain_epochs)")(
       "plot", po::value(&plot), "also write a layer x epoch heatmap PNG (gnuplot)")(
       "config", po::value(&flags.config), "INQ or ANA JSON config")(

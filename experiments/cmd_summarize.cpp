@@ -4,6 +4,7 @@
 #include "experiments/cli.h"
 #include "experiments/run_flags.h"
 #include "inner/io.h"
+#include "inner/run.h"
 
 namespace po = boost::program_options;
 
@@ -31,7 +32,7 @@ int cmd_summarize(const std::vector<std::string>& args) {
   std::printf("%-40s %-6s %9s %9s %8s %7s\n", "run", "alg", "test acc", "val acc", "epochs",
               "on_grid");
   for (const auto& r : runs) {
-    json s = read_json_file(r + "/summary.json");
+    json s = inner::read_summary(r + "/summary.json");
     double a = s.at("test_acc").get<double>();
     acc.push_back(a);
     std::string grid = s.contains("on_grid") ? (s["on_grid"].get<bool>() ? "yes" : "NO") : "-";

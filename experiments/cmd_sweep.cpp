@@ -20,9 +20,10 @@ int cmd_sweep(const std::vector<std::string>& args) {
   po::options_description desc("qsched sweep flags");
   desc.add_options()("help,h", "show this help")("grid", po::value(&grid_path),
                                                  "grid file (JSON, see experiments/sweep.h)")(
-      "seeds", po::value(&seeds), "seeds 0..N-1 per point (default 1)")(
+      "seeds", ranged(&seeds, "seeds", 1, 10000), "seeds 0..N-1 per point (default 1)")(
       "out", po::value(&out), "sweep directory (rerun with the same --out to resume)")(
-      "jobs", po::value(&jobs), "runs in parallel, one intra-op thread each (default: cores)")(
+      "jobs", ranged(&jobs, "jobs", 1, 256),
+      "runs in parallel, one intra-op thread each (default: cores)")(
       "no-report", po::bool_switch(&no_report), "do not write report.md at the end")(
       "quiet", po::bool_switch(&quiet), "no progress bar")(
       "force", po::bool_switch(&force),

@@ -37,8 +37,8 @@
 #include "experiments/run_flags.h"
 #include "experiments/schedule_tools.h"
 #include "experiments/sweep.h"
+#include "inner/base/json_reader.h"
 #include "inner/io.h"
-#include "inner/json_reader.h"
 #include "inner/run.h"
 #include "inner/run_dir.h"
 #include "inner/runtime.h"
@@ -78,8 +78,8 @@ CompareSpec parse_spec(const json& j, const std::string& what) {
   CompareSpec c;
   c.config = read_json_file(r.get<std::string>("config", ""));
   c.seeds = r.get<int>("seeds", 3);
-  TORCH_CHECK_VALUE(c.seeds >= 2, what, ".seeds = ", c.seeds,
-                    ". Violated constraint: seeds >= 2 (paired intervals need two)");
+  TORCH_CHECK_VALUE(c.seeds >= 2 && c.seeds <= 10000, what, ".seeds = ", c.seeds,
+                    ". Violated constraint: 2 <= seeds <= 10000 (paired intervals need two)");
   c.reference = r.get<std::string>("reference", "");
   json targets = r.get<json>("targets", json::array({{{"name", "config"}}}));
   json schedules = r.get<json>("schedules", json::array());
@@ -93,6 +93,9 @@ CompareSpec parse_spec(const json& j, const std::string& what) {
     json set = t.get<json>("set", json::object());
     t.finish();
     check_name(name, w + ".name");
+    for (const auto& other : c.targets)
+      TORCH_CHECK_VALUE(other.first != name, w, ".name = \"", name,
+                        "\". Violated constraint: target names are unique (runs/<target>/...)");
     TORCH_CHECK_VALUE(set.is_object(), w, ".set must be an object of dotted paths");
     c.targets.emplace_back(name, set);
   }
@@ -109,6 +112,10 @@ CompareSpec parse_spec(const json& j, const std::string& what) {
     e.schedule = s.get<json>("schedule", json());
     s.finish();
     check_name(e.name, w + ".name");
+    for (const auto& other : c.schedules)
+      TORCH_CHECK_VALUE(other.name != e.name, w, ".name = \"", e.name,
+                        "\". Violated constraint: schedule names are unique "
+                        "(runs/<target>/<schedule>/...)");
     TORCH_CHECK_VALUE(e.controller.empty() != e.schedule.is_null(), w,
                       ": give exactly one of \"controller\" and \"schedule\"");
     ref |= e.name == c.reference;
@@ -169,7 +176,8 @@ int cmd_compare(const std::vector<std::string>& args) {
   desc.add_options()("help,h", "show this help")("config", po::value(&spec_path),
                                                  "compare file (JSON; see experiments/compare/)")(
       "out", po::value(&out), "output directory (rerun the same command to resume)")(
-      "jobs", po::value(&jobs), "runs in parallel (one intra-op thread each; default: cores)")(
+      "jobs", ranged(&jobs, "jobs", 1, 256),
+      "runs in parallel (one intra-op thread each; default: cores)")(
       "quiet", po::bool_switch(&quiet), "no progress line")(
       "force", po::bool_switch(&force),
       "use an --out that is not a qsched compare directory (files qsched writes are "
@@ -328,7 +336,7 @@ int cmd_compare(const std::vector<std::string>& args) {
   std::map<std::string, std::map<std::string, double>> secs;
   int64_t epochs = 0;
   for (const auto& j : todo) {
-    json s = read_json_file(j.dir + "/summary.json");
+    json s = inner::read_summary(j.dir + "/summary.json");
     const std::string& tn = c.targets[j.t].first;
     const std::string& sn = c.schedules[j.e].name;
     csv << csv_field(tn) << "," << csv_field(sn) << "," << j.seed << "," << s.value("test_acc", NAN)
@@ -425,12 +433,8 @@ int cmd_compare(const std::vector<std::string>& args) {
     for (size_t e = 0; e < c.schedules.size(); ++e) {
       std::string dir = out + "/runs/" + tn + "/" + c.schedules[e].name + "/s0";
       std::ostringstream dat;
-      std::ifstream in(dir + "/metrics.jsonl");
-      std::string line;
-      while (std::getline(in, line)) {
-        json r = json::parse(line);
-        dat << r.value("epoch", 0) << " " << r.value("val_acc", 0.0) << "\n";
-      }
+      for (const auto& p : inner::read_val_curve(dir + "/metrics.jsonl"))
+        dat << p.epoch << " " << p.val_acc << "\n";
       std::string datp = out + "/" + tn + "_" + c.schedules[e].name + "_curve.dat";
       atomic_write(datp, dat.str());
       gp << (e ? ", " : "") << "'" << datp << "' with linespoints title '" << c.schedules[e].name
@@ -455,8 +459,10 @@ int cmd_compare(const std::vector<std::string>& args) {
     std::ostringstream train, val;
     std::string line;
     while (std::getline(in, line)) {
-      json r = json::parse(line, nullptr, false);
-      if (r.is_discarded() || !r.contains("step")) continue;
+      json r;
+      std::string json_error;
+      if (!parse_json_strict(line, r, json_error) || !r.is_object() || !r.contains("step"))
+        continue;
       if (r.contains("mean_fitness") && r["mean_fitness"].is_number())
         train << r["step"] << " " << r["mean_fitness"] << "\n";
       if (r.contains("val_fitness") && r["val_fitness"].is_number())

@@ -8,11 +8,13 @@ namespace qsched::cli {
 
 void RunFlags::add_to(po::options_description& desc) {
   desc.add_options()("config", po::value(&config), "JSON config file (keys: see inner/config.h)")(
-      "epochs", po::value(&epochs), "override train.epochs")(
-      "subset", po::value(&subset), "override data.subset: stratified N training samples")(
-      "seed", po::value(&seed), "override seed (data split and order, init)")(
+      "epochs", ranged<int64_t>(&epochs, "epochs", 1, inner::kMaxEpochs), "override train.epochs")(
+      "subset", ranged<int64_t>(&subset, "subset", 0, int64_t{1} << 31),
+      "override data.subset: stratified N training samples (0 = all)")(
+      "seed", ranged<int64_t>(&seed, "seed", 0, int64_t{1} << 62),
+      "override seed (data split and order, init)")(
       "data", po::value(&data), "override data.root (directory with the IDX/CIFAR files)")(
-      "threads", po::value(&threads), "override threads (torch and OpenBLAS)")(
+      "threads", ranged(&threads, "threads", 1, 256), "override threads (torch and OpenBLAS)")(
       "device", po::value(&device), "override device: cpu | cuda | cuda:K")(
       "schedule", po::value(&schedule),
       "replay a recorded schedule.json (of any run: hand-coded, table or learned) exactly")(
@@ -51,7 +53,16 @@ inner::RunConfig RunFlags::resolve(const json& base) const {
 
 bool parse_flags(const std::vector<std::string>& args, const po::options_description& desc,
                  po::variables_map& vm, const char* usage) {
-  po::store(po::command_line_parser(args).options(desc).run(), vm);
+  const po::parsed_options parsed = po::command_line_parser(args).options(desc).run();
+  // Without a positional description boost drops stray words ("--epochs 1 5" would run one
+  // epoch and ignore the 5): refuse them.
+  for (const auto& o : parsed.options) {
+    if (o.position_key >= 0 || o.string_key.empty()) {
+      const std::string word = o.original_tokens.empty() ? "" : o.original_tokens.front();
+      throw po::error("unexpected argument '" + word + "' (every value belongs to a --flag)");
+    }
+  }
+  po::store(parsed, vm);
   if (vm.count("help")) {
     std::cout << usage << "\n\n" << desc << "\n";
     return false;

@@ -32,6 +32,20 @@ struct RunFlags {
   inner::RunConfig resolve(const json& base = json::object()) const;
 };
 
+/// A numeric flag whose value must lie in [lo, hi]: outside it, parsing fails with
+/// "--name = v. Violated constraint: lo <= name <= hi" (exit code 2), instead of the value being
+/// ignored or truncated. The target keeps its initial value when the flag is not given.
+template <class T>
+boost::program_options::typed_value<T>* ranged(T* target, const std::string& name, T lo, T hi) {
+  return boost::program_options::value(target)->notifier([name, lo, hi](const T& v) {
+    if (v < lo || v > hi) {
+      throw boost::program_options::error("--" + name + " = " + std::to_string(v) +
+                                          ". Violated constraint: " + std::to_string(lo) +
+                                          " <= " + name + " <= " + std::to_string(hi));
+    }
+  });
+}
+
 /// Parses `args` against `desc`; prints help and returns false on --help. Unknown flags and
 /// bad values throw boost::program_options::error (exit code 2).
 bool parse_flags(const std::vector<std::string>& args,

@@ -96,12 +96,13 @@ SweepGrid SweepGrid::from_json(const json& j, const std::string& what) {
     }
   } else {
     const json& r = j["random"];
-    TORCH_CHECK_VALUE(r.is_object() && r.contains("count") && r["count"].is_number_integer() &&
-                          r["count"].get<int64_t>() >= 1 && r.contains("ranges") &&
-                          r["ranges"].is_object() && !r["ranges"].empty(),
-                      what,
-                      ".random must be {\"count\": N >= 1, \"seed\": S, \"ranges\": {param: "
-                      "[lo, hi] or [choice, ...]}}");
+    TORCH_CHECK_VALUE(
+        r.is_object() && r.contains("count") && r["count"].is_number_integer() &&
+            r["count"].get<int64_t>() >= 1 && r["count"].get<int64_t>() < 100000 &&
+            r.contains("ranges") && r["ranges"].is_object() && !r["ranges"].empty(),
+        what,
+        ".random must be {\"count\": 1 <= N < 100000, \"seed\": S, \"ranges\": {param: "
+        "[lo, hi] or [choice, ...]}}");
     for (auto it = r.begin(); it != r.end(); ++it)
       TORCH_CHECK_VALUE(it.key() == "count" || it.key() == "seed" || it.key() == "ranges", what,
                         ".random: unknown key '", it.key(), "' (valid keys: count, ranges, seed)");
@@ -409,10 +410,11 @@ int run_sweep(const json& base_config, const SweepGrid& grid, const json& grid_d
                       "; remove it yourself or pass --force (which leaves other files alone)");
   }
   const size_t total = grid.points.size() * opt.seeds;
-  std::fprintf(stderr,
-               "sweep %s: %zu points x %d seeds = %zu runs, %zu finished, %zu to run, %d jobs\n",
-               dir.c_str(), grid.points.size(), opt.seeds, total, total - jobs.size(), jobs.size(),
-               opt.jobs);
+  if (opt.progress)
+    std::fprintf(stderr,
+                 "sweep %s: %zu points x %d seeds = %zu runs, %zu finished, %zu to run, %d jobs\n",
+                 dir.c_str(), grid.points.size(), opt.seeds, total, total - jobs.size(),
+                 jobs.size(), opt.jobs);
 
   install_interrupt_handlers();
   std::mutex mu;
@@ -420,7 +422,8 @@ int run_sweep(const json& base_config, const SweepGrid& grid, const json& grid_d
   size_t done = 0;
   Progress bar("sweep", static_cast<int64_t>(jobs.size()), opt.progress);
   std::string fatal;
-  bool fatal_io = false;  ///< the first fatal error was an IoError (exit code 4, not 1)
+  bool fatal_bad_input = false;  ///< the first fatal error was a corrupt run file (exit 2)
+  bool fatal_io = false;         ///< the first fatal error was an IoError (exit code 4, not 1)
   auto record = [&](const Job& j, CsvRow row, const std::string& msg) {
     std::lock_guard<std::mutex> lock(mu);
     rows[{j.point, j.seed}] = std::move(row);
@@ -444,11 +447,16 @@ int run_sweep(const json& base_config, const SweepGrid& grid, const json& grid_d
         continue;
       }
       const std::string run_dir = run_dir_of(j);
+      // A run with files of its own (a summary, a checkpoint) is read back, not started: a
+      // bad file there is a corrupt artifact, which stops the sweep (exit 2) instead of
+      // being recorded as an invalid point.
+      const bool from_artifact =
+          file_exists(run_dir + "/summary.json") || file_exists(run_dir + "/checkpoint.pt");
       try {
         json summary;
         inner::Termination term;
         if (file_exists(run_dir + "/summary.json")) {
-          summary = read_json_file(run_dir + "/summary.json");
+          summary = inner::read_summary(run_dir + "/summary.json");
           term = summary.value("termination", std::string("completed")) == "diverged"
                      ? inner::Termination::kDiverged
                      : inner::Termination::kCompleted;
@@ -471,6 +479,16 @@ int run_sweep(const json& base_config, const SweepGrid& grid, const json& grid_d
                       summary.value("test_acc", 0.0), summary.value("seconds", 0.0));
         record(j, make_row(grid, j.point, j.seed, pr, summary, status, ""), tag + msg);
       } catch (const c10::ValueError& e) {
+        if (from_artifact) {
+          std::lock_guard<std::mutex> lock(mu);
+          if (fatal.empty()) {
+            fatal = tag + ": " + std::string(e.what_without_backtrace()) + " (remove " + run_dir +
+                    " to run it again)";
+            fatal_bad_input = true;
+          }
+          set_interrupted(true);
+          return;
+        }
         // Bad input only detectable when training starts (e.g. an init checkpoint of
         // another architecture at this point): report, skip, continue.
         std::string m = e.what_without_backtrace();
@@ -493,6 +511,7 @@ int run_sweep(const json& base_config, const SweepGrid& grid, const json& grid_d
   for (auto& t : threads) t.join();
   bar.finish();
   if (fatal_io) throw IoError("sweep stopped: " + fatal);
+  TORCH_CHECK_VALUE(!fatal_bad_input, "sweep stopped: ", fatal);
   TORCH_CHECK(fatal.empty(), "sweep stopped: ", fatal);
   if (interrupted()) {
     std::fprintf(stderr,

@@ -42,7 +42,7 @@
 #include <string>
 #include <vector>
 
-#include "inner/json_reader.h"
+#include "inner/base/json_reader.h"
 
 namespace qsched::cli {
 

@@ -15,6 +15,7 @@
 #include "experiments/sweep.h"
 #include "inner/io.h"
 #include "inner/progress.h"
+#include "inner/run.h"
 
 namespace qsched::cli {
 
@@ -84,6 +85,24 @@ void write_sweep_report(const std::string& out_dir, bool require_plots) {
                c_val = col("val_acc"), c_sec = col("seconds"), c_net = col("network"),
                c_err = col("error"), c_fam = col("family"), c_sched = col("schedule"),
                c_seed = col("seed"), c_epochs = col("epochs");
+  // Every row is checked before use: a hand-edited results.csv is named, never half-plotted.
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const std::string at = out_dir + "/results.csv row " + std::to_string(i + 2) + ": ";
+    TORCH_CHECK_VALUE(rows[i].size() == header.size(), at, rows[i].size(),
+                      " columns, the header has ", header.size());
+    const std::string& p = rows[i][c_point];
+    TORCH_CHECK_VALUE(!p.empty() && p.size() < 10 && std::all_of(p.begin(), p.end(), ::isdigit), at,
+                      "point = '", p, "' is not a point number");
+    const std::string& st = rows[i][c_status];
+    TORCH_CHECK_VALUE(st == "ok" || st == "diverged" || st == "invalid", at, "status = '", st,
+                      "', expected ok, diverged or invalid");
+    if (st == "invalid") continue;
+    for (size_t c : {c_acc, c_val, c_sec}) {
+      double x = 0;
+      TORCH_CHECK_VALUE(is_number(rows[i][c], &x) || (st == "diverged" && rows[i][c].empty()), at,
+                        header[c], " = '", rows[i][c], "' is not a number");
+    }
+  }
   // Swept keys: the columns between "family" and "network" (and the family when it varies).
   std::vector<std::string> keys(header.begin() + c_fam + 1, header.begin() + c_net);
   std::set<std::string> families;
@@ -284,13 +303,9 @@ void write_sweep_report(const std::string& out_dir, bool require_plots) {
             std::pair<std::string, size_t>{"worst", points.back().point}}) {
         std::string run = out_dir + "/runs/p" + std::to_string(p) + "_s" + row_of(p)[c_seed];
         if (!file_exists(run + "/metrics.jsonl")) continue;
-        std::istringstream in(read_whole_file(run + "/metrics.jsonl"));
         std::ostringstream dat;
-        for (std::string line; std::getline(in, line);) {
-          if (line.empty()) continue;
-          json m = json::parse(line);
-          dat << m.value("epoch", 0) << " " << 100 * m.value("val_acc", 0.0) << "\n";
-        }
+        for (const auto& p : inner::read_val_curve(run + "/metrics.jsonl"))
+          dat << p.epoch << " " << 100 * p.val_acc << "\n";
         std::string f = out_dir + "/curve_" + label + ".dat";
         atomic_write(f, dat.str());
         gp << (n++ ? ", " : "") << "'" << f << "' using 1:2 with linespoints title '" << label

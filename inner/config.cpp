@@ -89,17 +89,33 @@ void parse_data(JsonReader r, DataConfig& d) {
   s.check(so.num_classes >= 2, "num_classes", so.num_classes, "num_classes >= 2");
   so.noise = s.get<double>("noise", so.noise);
   s.check(so.noise >= 0, "noise", so.noise, "noise >= 0");
+  // Bounded before the generator allocates n + test_n images of C*H*W floats.
+  s.check(so.n <= kMaxSyntheticImages, "n", so.n, "n <= " + std::to_string(kMaxSyntheticImages));
+  s.check(d.synthetic_test_n <= kMaxSyntheticImages, "test_n", d.synthetic_test_n,
+          "test_n <= " + std::to_string(kMaxSyntheticImages));
+  s.check(so.channels <= 4096 && so.height <= 4096 && so.width <= 4096, "channels/height/width",
+          std::to_string(so.channels) + "x" + std::to_string(so.height) + "x" +
+              std::to_string(so.width),
+          "each <= 4096");
+  s.check(so.num_classes <= 65536, "num_classes", so.num_classes, "num_classes <= 65536");
+  const double floats = static_cast<double>(so.n + d.synthetic_test_n) * so.channels *
+                        static_cast<double>(so.height) * so.width;
+  s.check(floats <= static_cast<double>(kMaxSyntheticFloats), "n", so.n,
+          "(n + test_n) * channels * height * width <= " + std::to_string(kMaxSyntheticFloats));
   s.finish();
   r.finish();
 }
 
 void parse_train(JsonReader r, TrainConfig& t) {
   t.epochs = r.get<int64_t>("epochs", t.epochs);
-  r.check(t.epochs >= 1, "epochs", t.epochs, "epochs >= 1");
+  r.check(t.epochs >= 1 && t.epochs <= kMaxEpochs, "epochs", t.epochs,
+          "1 <= epochs <= " + std::to_string(kMaxEpochs));
   t.batch_size = r.get<int64_t>("batch_size", t.batch_size);
-  r.check(t.batch_size >= 1, "batch_size", t.batch_size, "batch_size >= 1");
+  r.check(t.batch_size >= 1 && t.batch_size <= kMaxBatchSize, "batch_size", t.batch_size,
+          "1 <= batch_size <= " + std::to_string(kMaxBatchSize));
   t.eval_batch_size = r.get<int64_t>("eval_batch_size", t.eval_batch_size);
-  r.check(t.eval_batch_size >= 1, "eval_batch_size", t.eval_batch_size, "eval_batch_size >= 1");
+  r.check(t.eval_batch_size >= 1 && t.eval_batch_size <= kMaxBatchSize, "eval_batch_size",
+          t.eval_batch_size, "1 <= eval_batch_size <= " + std::to_string(kMaxBatchSize));
 
   JsonReader o = r.child("optimizer");
   auto& op = t.optimizer;

@@ -32,9 +32,16 @@
 #include <vector>
 
 #include "datasets/dataset.h"
-#include "inner/json_reader.h"
+#include "inner/base/json_reader.h"
 
 namespace qsched::inner {
+
+/// Upper bounds of run configs, checked when the config is parsed (before any allocation or
+/// training): far above any sensible run, low enough that a typo cannot exhaust the machine.
+inline constexpr int64_t kMaxEpochs = 100000;
+inline constexpr int64_t kMaxBatchSize = int64_t{1} << 20;
+inline constexpr int64_t kMaxSyntheticImages = int64_t{1} << 24;
+inline constexpr int64_t kMaxSyntheticFloats = int64_t{1} << 30;  ///< 4 GiB of pixels
 
 struct DataConfig {
   std::string format = "idx";

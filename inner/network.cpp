@@ -31,6 +31,9 @@ struct ForwardRecord {
 };
 /// Set only during build_network's dry pass (per thread); a null check per call otherwise.
 thread_local ForwardRecord* t_record = nullptr;
+/// Weights still allowed in the network build_network is building on this thread (null outside
+/// it); every QuantLayer takes its size from it before allocating.
+thread_local int64_t* t_weight_budget = nullptr;
 
 }  // namespace
 
@@ -58,6 +61,18 @@ QuantLayerImpl::QuantLayerImpl(LayerKind kind, int64_t in, int64_t out, int64_t 
   } else {
     TORCH_CHECK_VALUE(kernel == 1 && stride == 1 && padding == 0,
                       "QuantLayer: a linear layer has kernel 1, stride 1, padding 0");
+  }
+  // Sizes are checked before anything is allocated: one layer, then the network's budget.
+  int64_t numel = 1;
+  for (int64_t d : shape) {
+    TORCH_CHECK_VALUE(!__builtin_mul_overflow(numel, d, &numel) && numel <= kMaxLayerWeights,
+                      "network spec: a layer of shape ", c10::IntArrayRef(shape), " has more than ",
+                      kMaxLayerWeights, " weights (the limit per layer)");
+  }
+  if (t_weight_budget) {
+    TORCH_CHECK_VALUE(numel <= *t_weight_budget, "network spec: the network has more than ",
+                      kMaxNetworkWeights, " weights (the limit per network)");
+    *t_weight_budget -= numel;
   }
   // PyTorch's defaults for nn.Linear / nn.Conv2d: kaiming_uniform(a = sqrt(5)) gives
   // U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for the weight; the bias uses the same bound.
@@ -208,13 +223,20 @@ std::vector<int64_t> read_int_list(JsonReader& r, const std::string& key,
                                    const std::string& what) {
   const json v = r.raw(key);
   if (!r.has(key)) return def;
-  const std::string rule = what + " are integers >= " + std::to_string(min_value);
-  r.check(v.is_array(), key, v.dump(), "an array; " + rule);
+  const std::string rule = what + " are integers in [" + std::to_string(min_value) + ", " +
+                           std::to_string(kMaxLayerWidth) + "]";
+  // Values are printed only when a check fails (a large list is never dumped).
+  if (!v.is_array()) r.check(false, key, json_type_name(v), "an array; " + rule);
+  if (v.size() > kMaxListLength) {
+    r.check(false, key, "an array of " + std::to_string(v.size()) + " entries",
+            "at most " + std::to_string(kMaxListLength) + " entries");
+  }
   std::vector<int64_t> out;
   for (size_t i = 0; i < v.size(); ++i) {
     const json& e = v[i];
-    const bool ok = e.is_number_integer() && e.get<int64_t>() >= min_value;
-    r.check(ok, key + "[" + std::to_string(i) + "]", e.dump(), rule);
+    const bool ok = e.is_number_integer() && e.get<int64_t>() >= min_value &&
+                    e.get<int64_t>() <= kMaxLayerWidth;
+    if (!ok) r.check(false, key + "[" + std::to_string(i) + "]", e.dump(), rule);
     out.push_back(e.get<int64_t>());
   }
   return out;
@@ -477,7 +499,11 @@ std::shared_ptr<ZooNetwork> build_vgg(JsonReader& r, const InputShape& in, int64
   r.finish();
 
   const std::string rule = "a conv width (integer >= 1) or \"M\" (max-pool 2x2)";
-  r.check(blocks_json.is_array(), "blocks", blocks_json.dump(), "an array; each entry is " + rule);
+  if (!blocks_json.is_array() || blocks_json.size() > kMaxListLength) {
+    r.check(false, "blocks", json_type_name(blocks_json),
+            "an array of at most " + std::to_string(kMaxListLength) + " entries; each entry is " +
+                rule);
+  }
   std::vector<int64_t> blocks;  // 0 = max-pool
   int64_t h = in.height, w = in.width, channels = in.channels;
   for (size_t i = 0; i < blocks_json.size(); ++i) {
@@ -493,7 +519,9 @@ std::shared_ptr<ZooNetwork> build_vgg(JsonReader& r, const InputShape& in, int64
                   " is too small: the feature map shrinks to 0 at " + key +
                   " (each \"M\" halves it); use fewer \"M\" or a larger input");
     } else {
-      r.check(e.is_number_integer() && e.get<int64_t>() >= 1, key, e.dump(), rule);
+      if (!e.is_number_integer() || e.get<int64_t>() < 1 || e.get<int64_t>() > kMaxLayerWidth)
+        r.check(false, key, e.dump(),
+                rule + " (channels <= " + std::to_string(kMaxLayerWidth) + ")");
       blocks.push_back(e.get<int64_t>());
       channels = blocks.back();
     }
@@ -580,7 +608,9 @@ std::shared_ptr<ZooNetwork> build_resnet(JsonReader& r, const InputShape& in, in
   r.finish();
   r.check(depth >= 8 && (depth - 2) % 6 == 0, "depth", depth,
           "depth = 6n+2 with n >= 1 (8, 14, 20, 32, 44, 56, 110)");
-  r.check(width >= 1, "width", width, "width >= 1");
+  r.check(depth <= kMaxResnetDepth, "depth", depth, "depth <= " + std::to_string(kMaxResnetDepth));
+  r.check(width >= 1 && width <= kMaxLayerWidth, "width", width,
+          "1 <= width <= " + std::to_string(kMaxLayerWidth));
   json spec = {{"type", "resnet"}, {"depth", depth}, {"width", width}};
   return std::make_shared<ResnetNetwork>((depth - 2) / 6, width, in, classes, std::move(spec));
 }
@@ -611,6 +641,16 @@ Network build_network(const json& spec, const InputShape& input, int64_t num_cla
   JsonReader r(spec, "network", "network spec");
   const auto type = r.required<std::string>("type");
   r.check_one_of("type", type, network_types());
+  TORCH_CHECK_VALUE(
+      input.channels <= kMaxInputSide && input.height <= kMaxInputSide &&
+          input.width <= kMaxInputSide,
+      "network spec: input shape = ", shape_str(input.channels, input.height, input.width),
+      ". Violated constraint: each side <= ", kMaxInputSide);
+  int64_t budget = kMaxNetworkWeights;
+  t_weight_budget = &budget;
+  struct Reset {
+    ~Reset() { t_weight_budget = nullptr; }
+  } reset;
   auto net = registry().at(type)(r, input, num_classes);
   net->dry_run(num_classes);
   return net;

@@ -52,9 +52,17 @@
 #include <string>
 #include <vector>
 
-#include "inner/json_reader.h"
+#include "inner/base/json_reader.h"
 
 namespace qsched::inner {
+
+/// Size limits of a network spec, checked before anything is allocated (exit 2 naming the key).
+inline constexpr int64_t kMaxLayerWidth = 65536;  ///< hidden widths, channels
+inline constexpr size_t kMaxListLength = 256;     ///< entries of hidden/fc/channels/blocks
+inline constexpr int64_t kMaxResnetDepth = 1202;  ///< the deepest CIFAR ResNet (6n+2)
+inline constexpr int64_t kMaxInputSide = 4096;    ///< channels, height, width of the input
+inline constexpr int64_t kMaxLayerWeights = int64_t{1} << 26;    ///< one layer (256 MiB)
+inline constexpr int64_t kMaxNetworkWeights = int64_t{1} << 27;  ///< the network (512 MiB)
 
 enum class LayerKind { kLinear, kConv2d };
 std::string to_string(LayerKind k);

@@ -1,8 +1,10 @@
 #include "inner/run.h"
 
 #include <cstdio>
+#include <sstream>
 
 #include "inner/algorithms.h"
+#include "inner/base/json_text.h"
 #include "inner/io.h"
 #include "inner/progress.h"
 #include "inner/run_dir.h"
@@ -118,6 +120,45 @@ RunOutcome run_training(const RunConfig& cfg, const RunOptions& opt) {
   trainer.save_checkpoint(ckpt);
   atomic_write(opt.out_dir + "/summary.json", out.summary.dump(2) + "\n");
   return out;
+}
+
+json read_summary(const std::string& path) {
+  json s = read_json_file(path);
+  auto bad = [&](const std::string& key, const std::string& rule) {
+    TORCH_CHECK_VALUE(false, "summary file '", path, "': ", key, " ", rule);
+  };
+  if (!s.is_object()) bad("document", "must be a JSON object");
+  for (const char* k : {"algorithm", "termination"})
+    if (!s.contains(k) || !s[k].is_string()) bad(k, "must be a string");
+  for (const char* k : {"test_acc", "val_acc", "seconds"})
+    if (!s.contains(k) || !s[k].is_number()) bad(k, "must be a number");
+  for (const char* k : {"test_loss", "val_loss"})
+    if (!s.contains(k) || !(s[k].is_number() || s[k].is_null())) bad(k, "must be a number or null");
+  if (!s.contains("epochs") || !s["epochs"].is_number_integer())
+    bad("epochs", "must be an integer");
+  for (const char* k : {"on_grid", "quantized"})
+    if (s.contains(k) && !s[k].is_boolean()) bad(k, "must be a boolean when present");
+  return s;
+}
+
+std::vector<EpochPoint> read_val_curve(const std::string& path) {
+  std::vector<EpochPoint> rows;
+  if (!file_exists(path)) return rows;
+  std::istringstream in(read_whole_file(path));
+  int64_t n = 0;
+  for (std::string line; std::getline(in, line);) {
+    ++n;
+    if (line.empty()) continue;
+    const std::string what = "metrics file '" + path + "' line " + std::to_string(n);
+    const json r = parse_json_text(line, what);
+    TORCH_CHECK_VALUE(r.is_object() && r.contains("epoch") && r["epoch"].is_number_integer() &&
+                          r.contains("val_acc") && r["val_acc"].is_number(),
+                      what,
+                      ": expected an object with an integer \"epoch\" and a number "
+                      "\"val_acc\"");
+    rows.push_back({r["epoch"].get<int64_t>(), r["val_acc"].get<double>()});
+  }
+  return rows;
 }
 
 }  // namespace qsched::inner

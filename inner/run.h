@@ -46,6 +46,22 @@ struct RunOutcome {
 /// Runs (or resumes) a run. Bad config/data/checkpoint -> c10::ValueError.
 RunOutcome run_training(const RunConfig& cfg, const RunOptions& opt);
 
+/// Reads a run's summary.json and checks the fields other commands use (algorithm and
+/// termination strings; test_acc, val_acc, seconds numbers; test_loss, val_loss numbers or null
+/// (a diverged run's NaN); epochs an integer). A file that breaks this is a one-line
+/// c10::ValueError naming it.
+json read_summary(const std::string& path);
+
+/// One row of a run's metrics.jsonl, as reports use it.
+struct EpochPoint {
+  int64_t epoch = 0;
+  double val_acc = 0;
+};
+/// Reads a run's metrics.jsonl (one JSON object per line, each with an integer "epoch" and a
+/// number "val_acc"); a missing file gives no rows, a bad line is a c10::ValueError naming the
+/// file and line.
+std::vector<EpochPoint> read_val_curve(const std::string& path);
+
 /// Reads <dir>/config.json of an existing run.
 RunConfig load_run_config(const std::string& dir);
 

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "inner/base/json_text.h"
 #include "inner/io.h"
 
 namespace fs = std::filesystem;
@@ -49,7 +50,9 @@ DirOwner inspect_output_dir(const std::string& dir) {
                     "' exists and is not a directory");
   const std::string mp = marker_path(dir);
   if (fs::exists(mp, ec)) {
-    json m = json::parse(read_whole_file(mp), nullptr, false);
+    json m;
+    std::string json_error;
+    if (!parse_json_strict(read_whole_file(mp), m, json_error)) m = json();
     TORCH_CHECK_VALUE(m.is_object() && m.value("format", json()) == "qsched-run" &&
                           m.contains("kind") && m["kind"].is_string(),
                       "ownership marker '", mp,

@@ -74,13 +74,36 @@ EvalResult evaluate(NetworkImpl& net, const data::Dataset& d, int64_t batch_size
   return r;
 }
 
+namespace {
+
+/// Module::load replaces each tensor by the stored one whatever its shape (Tensor::set_), so
+/// a checkpoint of another architecture would load "successfully": compare every parameter's
+/// and buffer's shape with what the network had before.
+void load_same_shapes(torch::nn::Module& net, torch::serialize::InputArchive& archive) {
+  std::vector<std::pair<std::string, std::vector<int64_t>>> before;
+  for (const auto& p : net.named_parameters())
+    before.emplace_back(p.key(), p.value().sizes().vec());
+  for (const auto& b : net.named_buffers()) before.emplace_back(b.key(), b.value().sizes().vec());
+  net.load(archive);
+  size_t i = 0;
+  auto check = [&](const std::string& name, const torch::Tensor& t) {
+    const auto& [key, shape] = before[i++];
+    TORCH_CHECK_VALUE(key == name && t.sizes().vec() == shape, "tensor '", key, "' has shape ",
+                      c10::IntArrayRef(shape), " in this network but ", t.sizes(), " in the file");
+  };
+  for (const auto& p : net.named_parameters()) check(p.key(), p.value());
+  for (const auto& b : net.named_buffers()) check(b.key(), b.value());
+}
+
+}  // namespace
+
 void load_model_weights(NetworkImpl& net, const std::string& path, const std::string& what) {
   TORCH_CHECK_VALUE(file_exists(path), what, " '", path, "' does not exist");
   ArchiveReader r(path, "checkpoint", what);
   torch::serialize::InputArchive model;
   try {
     r.archive().read("model", model);
-    net.load(model);
+    load_same_shapes(net, model);
   } catch (const std::exception& e) {
     r.fail("does not hold a model of this network (" + one_line(e) + ")");
   }
@@ -267,7 +290,7 @@ void Trainer::load_checkpoint(const std::string& path) {
                       "config.json");
     torch::serialize::InputArchive model, optim, alg;
     a.read("model", model);
-    net_->load(model);
+    load_same_shapes(*net_, model);
     a.read("optimizer", optim);
     opt_->load(optim);
     a.read("algorithm", alg);

@@ -2,9 +2,9 @@
 
 #include "inner/algorithms.h"
 #include "inner/ana/ana.h"
+#include "inner/base/json_reader.h"
 #include "inner/inq/inq.h"
 #include "inner/io.h"
-#include "inner/json_reader.h"
 #include "schedules/factory.h"
 
 namespace qsched::meta {

@@ -3,7 +3,7 @@
 #include <cmath>
 
 #include "datasets/dataset.h"
-#include "inner/json_reader.h"
+#include "inner/base/json_reader.h"
 #include "inner/runtime.h"
 #include "meta/features.h"
 

@@ -2,8 +2,8 @@
 
 #include <sstream>
 
+#include "inner/base/json_reader.h"
 #include "inner/io.h"
-#include "inner/json_reader.h"
 #include "meta/features.h"
 #include "schedules/factory.h"
 
@@ -46,7 +46,7 @@ SavedController load_controller(const std::string& where) {
   auto bad = [&](const std::string& why) {
     TORCH_CHECK_VALUE(false, "controller file '", jpath, "': ", why);
   };
-  if (!spec.is_object() || spec.value("format", "") != "qsched-controller")
+  if (!spec.is_object() || !spec.contains("format") || spec["format"] != "qsched-controller")
     bad("not a qsched controller (format != \"qsched-controller\")");
   if (!spec.contains("version") || !spec["version"].is_number_integer() ||
       spec["version"].get<int64_t>() != kControllerFileVersion)
@@ -84,8 +84,11 @@ SavedController load_controller(const std::string& where) {
   } catch (const std::exception& e) {
     r.fail("lacks a readable 'theta' (" + one_line(e) + ")");
   }
-  TORCH_CHECK_VALUE(json::parse(text.toStringRef(), nullptr, false) == spec, "controller file '",
-                    ppath, "' does not belong to '", jpath, "' (their specs differ)");
+  json saved;
+  std::string json_error;
+  TORCH_CHECK_VALUE(parse_json_strict(text.toStringRef(), saved, json_error) && saved == spec,
+                    "controller file '", ppath, "' does not belong to '", jpath,
+                    "' (their specs differ)");
   TORCH_CHECK_VALUE(theta.dim() == 1 && theta.numel() == s.controller->num_parameters() &&
                         torch::isfinite(theta).all().item<bool>(),
                     "controller file '", ppath, "' holds ", theta.numel(),

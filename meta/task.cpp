@@ -4,8 +4,8 @@
 
 #include "inner/algorithms.h"
 #include "inner/ana/ana.h"
+#include "inner/base/json_reader.h"
 #include "inner/inq/inq.h"
-#include "inner/json_reader.h"
 #include "inner/trainer.h"
 #include "schedules/factory.h"
 
@@ -91,7 +91,7 @@ MetaConfig MetaConfig::from_json(const json& j) {
   c.threads = r.get<int>("threads", c.threads);
   r.check(c.threads >= 1 && c.threads <= 256, "threads", c.threads, "1 <= threads <= 256");
   c.steps = r.get<int64_t>("steps", c.steps);
-  r.check(c.steps >= 1, "steps", c.steps, "steps >= 1");
+  r.check(c.steps >= 1 && c.steps <= 1000000, "steps", c.steps, "1 <= steps <= 1000000");
   c.validate_every = r.get<int64_t>("validate_every", c.validate_every);
   r.check(c.validate_every >= 0, "validate_every", c.validate_every, "validate_every >= 0");
   c.checkpoint_every = r.get<int64_t>("checkpoint_every", c.checkpoint_every);

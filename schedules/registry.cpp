@@ -5,6 +5,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "inner/base/json_text.h"
 #include "schedules/ana_families.h"
 #include "schedules/families.h"
 
@@ -187,12 +188,10 @@ std::unique_ptr<Schedule> Registry::create(const std::string& name, const json& 
 namespace {
 
 json read_json(const std::string& path, const std::string& what) {
-  std::ifstream in(path);
-  TORCH_CHECK_VALUE(in.good(), what, ": cannot open schedule file '", path, "'");
   try {
-    return json::parse(in);
-  } catch (const json::parse_error& e) {
-    TORCH_CHECK_VALUE(false, what, ": JSON syntax error in '", path, "': ", e.what());
+    return read_json_file(path);
+  } catch (const c10::ValueError& e) {
+    TORCH_CHECK_VALUE(false, what, ": ", e.what_without_backtrace());
   }
 }
 

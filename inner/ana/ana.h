@@ -120,7 +120,7 @@
 #include <string>
 #include <vector>
 
-#include "inner/json_reader.h"
+#include "inner/base/json_reader.h"
 #include "inner/schedule_driver.h"
 #include "inner/trainer.h"
 

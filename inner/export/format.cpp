@@ -11,6 +11,8 @@
 #include <set>
 #include <sstream>
 
+#include "inner/base/json_text.h"
+
 namespace qsched::inner::xport {
 
 namespace {
@@ -256,10 +258,10 @@ ExportModel parse(const std::string& bytes, const std::string& src) {
 
   ExportModel m;
   m.version = version;
-  try {
-    m.header = json::parse(payload, payload + header_bytes);
-  } catch (const json::exception& e) {
-    fail(src, "the header is not valid JSON");
+  std::string json_error;
+  if (!parse_json_strict(std::string_view(reinterpret_cast<const char*>(payload), header_bytes),
+                         m.header, json_error)) {
+    fail(src, "the header is not valid JSON (" + json_error + ")");
   }
   if (!m.header.is_object() || m.header.value("format", json()) != "qsched-export") {
     fail(src, "the header is not a qsched export header (\"format\": \"qsched-export\" missing)");
@@ -319,8 +321,8 @@ ExportModel parse(const std::string& bytes, const std::string& src) {
       const auto v = static_cast<int64_t>(c.uint(4, what + " dims"));
       if (v < 1) fail(src, what + ": dimension " + std::to_string(d) + " is 0");
       r.dims.push_back(v);
-      numel *= static_cast<uint64_t>(v);
-      if (numel > 8 * static_cast<uint64_t>(payload_bytes)) {
+      if (__builtin_mul_overflow(numel, static_cast<uint64_t>(v), &numel) ||
+          numel > 8 * static_cast<uint64_t>(payload_bytes)) {
         fail(src, "inconsistent sizes: " + what + " has more elements than the file has bits");
       }
     }

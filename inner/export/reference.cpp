@@ -69,8 +69,11 @@ RawImages read_test_images(const std::string& dir) {
     r.channels = 1;
     r.height = be32(img, 8);
     r.width = be32(img, 12);
-    const auto count = static_cast<uint64_t>(r.n) * r.height * r.width;
-    if (r.n == 0 || img.size() != 16 + count) {
+    uint64_t count = 0;
+    const bool overflow = __builtin_mul_overflow(static_cast<uint64_t>(r.n),
+                                                 static_cast<uint64_t>(r.height), &count) ||
+                          __builtin_mul_overflow(count, static_cast<uint64_t>(r.width), &count);
+    if (overflow || r.n == 0 || r.height == 0 || r.width == 0 || img.size() - 16 != count) {
       data_fail(img_path, "size " + std::to_string(img.size()) + " does not match its header");
     }
     if (be32(lab, 4) != r.n || lab.size() != 8 + static_cast<uint64_t>(r.n)) {
@@ -362,6 +365,14 @@ ReferenceNet::ReferenceNet(const ExportModel& m, const std::string& source) : sr
     bad(std::string("missing or mistyped key (") + e.what() + ")");
   }
   if (c_ < 1 || h_ < 1 || w_ < 1 || classes_ < 1) bad("input shape and num_classes must be >= 1");
+  // Bounded before anything is sized from them (kMaxInput* in reference.h).
+  if (c_ > kMaxInputSide || h_ > kMaxInputSide || w_ > kMaxInputSide ||
+      c_ * h_ * w_ > kMaxInputSize || classes_ > kMaxClasses) {
+    bad("input " + std::to_string(c_) + "x" + std::to_string(h_) + "x" + std::to_string(w_) +
+        " or num_classes " + std::to_string(classes_) + " is out of range (each side <= " +
+        std::to_string(kMaxInputSide) + ", c*h*w <= " + std::to_string(kMaxInputSize) +
+        ", num_classes <= " + std::to_string(kMaxClasses) + ")");
+  }
   if (static_cast<int64_t>(mean_.size()) != c_ || static_cast<int64_t>(std_.size()) != c_) {
     bad("normalize.mean/std need one value per input channel");
   }

@@ -67,6 +67,12 @@ struct RawImages {
 /// CIFAR-10 binary directory (test_batch.bin). Bad files are ExportErrors naming the file.
 RawImages read_test_images(const std::string& dir);
 
+/// Bounds on the input geometry an export header may announce, checked before any buffer is
+/// sized from it (the zoo's largest input is 3x32x32).
+inline constexpr int64_t kMaxInputSide = 4096;
+inline constexpr int64_t kMaxInputSize = int64_t{1} << 24;  ///< C*H*W
+inline constexpr int64_t kMaxClasses = 65536;
+
 class ReferenceNet {
  public:
   /// Builds the network from the header's spec and the records; `source` names the file in

@@ -255,7 +255,7 @@ LoadedRun load_finished_quantized_run(const std::string& dir) {
                     "' has no summary.json: it is not finished (continue it with qsched train "
                     "--resume --out ",
                     dir, ")");
-  r.summary = read_json_file(summary_path);
+  r.summary = read_summary(summary_path);
   auto flag = [&](const char* key) {
     return r.summary.contains(key) ? r.summary[key].dump() : std::string("missing");
   };

@@ -4,8 +4,8 @@
 #include <cmath>
 
 #include "datasets/dataset.h"
+#include "inner/base/json_reader.h"
 #include "inner/io.h"
-#include "inner/json_reader.h"
 #include "inner/observations.h"
 #include "schedules/factory.h"
 

@@ -5,8 +5,8 @@
 
 #include <filesystem>
 
+#include "inner/base/json_reader.h"
 #include "inner/io.h"
-#include "inner/json_reader.h"
 #include "meta/apply.h"
 #include "meta/controller_io.h"
 #include "tests/datasets/data_files.h"

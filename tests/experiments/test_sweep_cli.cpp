@@ -222,7 +222,7 @@ TEST(SweepCli, BadFlagsAreOneLineErrors) {
                         "missing --grid");
   expect_one_line_error(
       run_qsched("sweep --config " + cfg + " --grid " + grid + " --seeds 0 --out " + d.file("o")),
-      "seeds >= 1");
+      "1 <= seeds <= 10000");
   auto flt = write_json(d, "f.json", test::synthetic_config(2));
   expect_one_line_error(
       run_qsched("sweep --quiet --config " + flt + " --grid " + grid + " --out " + d.file("f")),

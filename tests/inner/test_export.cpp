@@ -653,3 +653,32 @@ TEST(ExportAna, CorruptAnaFilesAreOneLineErrorsNamingTheFile) {
     expect_file_error(write("key", x), "quantizers.bias is not one of: activations, weights");
   }
 }
+
+// Regression (issue 17.1): a header announcing a huge input and IDX data announcing 65,536 such
+// images made n*h*w wrap to 0; both are now refused before anything is sized from them.
+TEST(ExportReference, HugeAnnouncedSizesAreRefusedBeforeAllocation) {
+  test::TempDir dir;
+  auto be32 = [](uint32_t v) {
+    std::string s(4, '\0');
+    for (int i = 0; i < 4; ++i) s[i] = static_cast<char>((v >> (24 - 8 * i)) & 0xff);
+    return s;
+  };
+  // 65536 x 2^24 x 2^24 = 2^64 pixels: the product wraps to 0 in 64 bits.
+  test::write_file(dir.file("idx/t10k-images-idx3-ubyte"),
+                   be32(0x803) + be32(65536) + be32(1u << 24) + be32(1u << 24));
+  test::write_file(dir.file("idx/t10k-labels-idx1-ubyte"), be32(0x801) + be32(65536));
+  const std::string msg = export_error([&] { read_test_images(dir.file("idx")); });
+  EXPECT_NE(msg.find("does not match its header"), std::string::npos) << msg;
+
+  auto t = train(inq_config({{"type", "mlp"}, {"hidden", {8}}}, 2));
+  ExportModel m = parse(serialize(export_network(*t.trainer, t.data.norm)), "mem");
+  m.header["input"]["height"] = int64_t{1} << 24;
+  m.header["input"]["width"] = int64_t{1} << 24;
+  const std::string huge = export_error([&] { ReferenceNet(m, "mem"); });
+  EXPECT_NE(huge.find("out of range"), std::string::npos) << huge;
+  m.header["input"]["height"] = 4096;
+  m.header["input"]["width"] = 4096;
+  m.header["input"]["channels"] = 4096;  // each side allowed, the product is not
+  const std::string product = export_error([&] { ReferenceNet(m, "mem"); });
+  EXPECT_NE(product.find("c*h*w"), std::string::npos) << product;
+}

@@ -45,7 +45,7 @@ TEST(Config, RejectsWrongTypesAndRanges) {
   EXPECT_VALUE_ERROR(parse_run_config(json{{"train", {{"epochs", "ten"}}}}),
                      "train.epochs has type string, expected integer");
   EXPECT_VALUE_ERROR(parse_run_config(json{{"train", {{"epochs", 0}}}}),
-                     "train.epochs = 0. Violated constraint: epochs >= 1");
+                     "train.epochs = 0. Violated constraint: 1 <= epochs <= 100000");
   EXPECT_VALUE_ERROR(parse_run_config(json{{"train", {{"optimizer", {{"lr", -1.0}}}}}}),
                      "train.optimizer.lr = -1");
   EXPECT_VALUE_ERROR(parse_run_config(json{{"train", {{"optimizer", {{"name", "rmsprop"}}}}}}),

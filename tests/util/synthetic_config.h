@@ -4,7 +4,7 @@
 #include <memory>
 #include <vector>
 
-#include "inner/json_reader.h"
+#include "inner/base/json_reader.h"
 #include "inner/trainer.h"
 
 namespace qsched::test {

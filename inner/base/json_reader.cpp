@@ -1,18 +1,8 @@
-#include "inner/json_reader.h"
+#include "inner/base/json_reader.h"
 
-#include <fstream>
+#include <regex>
 
 namespace qsched {
-
-std::string json_type_name(const json& j) {
-  if (j.is_null()) return "null";
-  if (j.is_boolean()) return "boolean";
-  if (j.is_number_integer()) return "integer";
-  if (j.is_number()) return "number";
-  if (j.is_string()) return "string";
-  if (j.is_array()) return "array";
-  return "object";
-}
 
 JsonReader::JsonReader(const json& j, std::string path, std::string what)
     : j_(&j), path_(std::move(path)), what_(std::move(what)) {
@@ -49,28 +39,17 @@ void JsonReader::finish() const {
   }
 }
 
-json read_json_file(const std::string& path) {
-  std::ifstream in(path);
-  TORCH_CHECK_VALUE(in.good(), "cannot open JSON file '", path, "'");
-  try {
-    return json::parse(in);
-  } catch (const json::parse_error& e) {
-    std::string msg = e.what();
-    TORCH_CHECK_VALUE(false, "JSON syntax error in '", path, "': ", msg);
-  }
-}
-
 void apply_override(json& j, const std::string& assignment) {
   auto eq = assignment.find('=');
   TORCH_CHECK_VALUE(eq != std::string::npos && eq > 0, "--set '", assignment,
                     "': expected key.path=value");
   std::string key = assignment.substr(0, eq), value = assignment.substr(eq + 1);
-  json v;
-  try {
-    v = json::parse(value);
-  } catch (const json::parse_error&) {
-    v = value;
-  }
+  // A value that is JSON syntax is parsed strictly (1e999 or duplicate keys are errors, not
+  // strings); anything else is the string itself.
+  // A number is always parsed as one, so that an out-of-range number (1e999) is an error too.
+  static const std::regex kNumber(R"(-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?)");
+  const bool is_json = looks_like_json(value) || std::regex_match(value, kNumber);
+  const json v = is_json ? parse_json_text(value, "--set '" + assignment + "'") : json(value);
   json* cur = &j;
   size_t start = 0;
   while (true) {

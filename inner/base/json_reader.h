@@ -12,20 +12,18 @@
 //
 // Every error is a c10::ValueError (TORCH_CHECK_VALUE) with one line naming the full path, the
 // value and the rule, e.g. "config: train.epochs = 0. Violated constraint: epochs >= 1".
-#include <torch/torch.h>
+// Torch-free (c10's exception header only); the JSON text itself is parsed by json_text.h.
+#include <c10/util/Exception.h>
 
-#include <nlohmann/json.hpp>
+#include <limits>
 #include <set>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "inner/base/json_text.h"
+
 namespace qsched {
-
-using json = nlohmann::json;
-
-/// Human-readable JSON type name ("number", "string", ...), for messages.
-std::string json_type_name(const json& j);
 
 class JsonReader {
  public:
@@ -90,6 +88,12 @@ class JsonReader {
     } else if constexpr (std::is_integral_v<T>) {
       ok = v.is_number_integer();
       if (ok && std::is_unsigned_v<T>) ok = v.is_number_unsigned() || v.get<int64_t>() >= 0;
+      if (ok && !fits<T>(v)) {
+        // A value that does not fit T would be truncated silently by get<T>().
+        TORCH_CHECK_VALUE(false, what_, ": ", full(key), " = ", v.dump(), " is out of range (",
+                          +std::numeric_limits<T>::min(), "..", +std::numeric_limits<T>::max(),
+                          ")");
+      }
     } else if constexpr (std::is_floating_point_v<T>) {
       ok = v.is_number();
     } else if constexpr (std::is_same_v<T, std::string>) {
@@ -104,6 +108,18 @@ class JsonReader {
     } catch (const json::exception&) {
       TORCH_CHECK_VALUE(false, what_, ": ", full(key), " has the wrong type, expected ",
                         expected_name<T>());
+    }
+  }
+  template <class T>
+  static bool fits(const json& v) {
+    if (v.is_number_unsigned()) {
+      return v.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<T>::max());
+    }
+    const int64_t x = v.get<int64_t>();
+    if constexpr (std::is_unsigned_v<T>) {
+      return x >= 0 && static_cast<uint64_t>(x) <= std::numeric_limits<T>::max();
+    } else {
+      return x >= std::numeric_limits<T>::min() && x <= std::numeric_limits<T>::max();
     }
   }
   template <class T>
@@ -125,9 +141,6 @@ class JsonReader {
   std::string path_, what_;
   std::set<std::string> known_;
 };
-
-/// Parses a JSON file; a missing file or a syntax error is a one-line c10::ValueError.
-json read_json_file(const std::string& path);
 
 /// Applies `--set a.b.c=value` overrides: value is parsed as JSON when it parses (numbers,
 /// booleans, arrays), else taken as a string. Intermediate objects are created.
