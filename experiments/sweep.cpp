@@ -410,11 +410,11 @@ int run_sweep(const json& base_config, const SweepGrid& grid, const json& grid_d
                       "; remove it yourself or pass --force (which leaves other files alone)");
   }
   const size_t total = grid.points.size() * opt.seeds;
-  if (opt.progress)
-    std::fprintf(stderr,
-                 "sweep %s: %zu points x %d seeds = %zu runs, %zu finished, %zu to run, %d jobs\n",
-                 dir.c_str(), grid.points.size(), opt.seeds, total, total - jobs.size(),
-                 jobs.size(), opt.jobs);
+  // The plan is printed also with --quiet: one line that says what a rerun will resume.
+  std::fprintf(stderr,
+               "sweep %s: %zu points x %d seeds = %zu runs, %zu finished, %zu to run, %d jobs\n",
+               dir.c_str(), grid.points.size(), opt.seeds, total, total - jobs.size(), jobs.size(),
+               opt.jobs);
 
   install_interrupt_handlers();
   std::mutex mu;

@@ -92,9 +92,11 @@ expect() {
   fi
   t1=$(date +%s)
   RC=$rc
-  # Lines that are not the error: an empty line, the BLAS warning of a misconfigured machine.
+  # Lines that are not the error: an empty line, the BLAS warning of a misconfigured machine,
+  # the one-line plan a sweep prints before it starts (also with --quiet).
   local lines
   lines=$(grep -a -v -e '^[[:space:]]*$' -e '^warning: libtorch is running on the reference BLAS' \
+    -E -e '^sweep .*: [0-9]+ points x [0-9]+ seeds = ' \
     "$err" | head -c 20000)
   local n
   n=$(printf '%s' "$lines" | grep -a -c '' || true)

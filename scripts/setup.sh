@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PKGS=(build-essential cmake ccache libtorch-dev libopenblas-dev libeigen3-dev nlohmann-json3-dev
+PKGS=(build-essential cmake ninja-build ccache libtorch-dev libopenblas-dev libeigen3-dev nlohmann-json3-dev
       libboost-program-options-dev libgtest-dev googletest libgloo-dev zlib1g-dev
       dataset-fashion-mnist gnuplot-nox)
 
@@ -42,5 +42,8 @@ done
 
 BUILD_DIR=${BUILD_DIR:-build}
 JOBS=${JOBS:-$(nproc)}
-cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release
+# Ninja for a new build directory (an existing one keeps the generator it was made with).
+GEN=()
+[ -f "$BUILD_DIR/CMakeCache.txt" ] || GEN=(-G Ninja)
+cmake "${GEN[@]}" -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release
 cmake --build "$BUILD_DIR" -j "$JOBS"
