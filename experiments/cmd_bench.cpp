@@ -103,8 +103,6 @@ int cmd_bench(const std::vector<std::string>& args) {
                    "epoch, MLP and LeNet). Ratios within\none run are what to compare across "
                    "machines."))
     return kExitOk;
-  TORCH_CHECK_VALUE(batch >= 1, "--batch must be >= 1");
-  TORCH_CHECK_VALUE(seconds > 0, "--seconds must be > 0");
   set_threads(threads);
   torch::manual_seed(0);
   json result;

@@ -117,10 +117,6 @@ int cmd_meta_train(const std::vector<std::string>& args) {
                    "a meta-state (anything else is refused unless --force)."))
     return kExitOk;
   TORCH_CHECK_VALUE(!out.empty(), "missing --out DIR");
-  TORCH_CHECK_VALUE(steps == -1 || steps >= 1, "--steps ", steps,
-                    ". Violated constraint: --steps >= 1");
-  TORCH_CHECK_VALUE(threads == -1 || (threads >= 1 && threads <= 256), "--threads ", threads,
-                    ". Violated constraint: 1 <= --threads <= 256");
   // WORLD_SIZE unset or 1: LocalCollective; otherwise the rendezvous happens here.
   std::unique_ptr<meta::Collective> coll = meta::make_collective_from_env();
   const bool rank0 = coll->rank() == 0;

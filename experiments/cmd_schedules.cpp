@@ -65,13 +65,11 @@ int schedules_show(const std::vector<std::string>& args) {
   auto cfg = flags.resolve();
   auto setup = schedule_setup(cfg);
   if (layers >= 0) {
-    TORCH_CHECK_VALUE(layers >= 1, "--layers = ", layers, ". Violated constraint: layers >= 1");
     setup.layers = layers;
     setup.layer_names.clear();
     for (int64_t l = 0; l < layers; ++l) setup.layer_names.push_back("layer" + std::to_string(l));
   }
   if (epochs >= 0) {
-    TORCH_CHECK_VALUE(epochs >= 1, "--epochs = ", epochs, ". Violated constraint: epochs >= 1");
     setup.epochs = epochs;
   }
   TORCH_CHECK_VALUE(plot.empty() || gnuplot_available(), "--plot ", plot,

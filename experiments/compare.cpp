@@ -194,7 +194,6 @@ int cmd_compare(const std::vector<std::string>& args) {
     return kExitOk;
   TORCH_CHECK_VALUE(!spec_path.empty(), "missing --config COMPARE.json");
   TORCH_CHECK_VALUE(!out.empty(), "missing --out DIR");
-  TORCH_CHECK_VALUE(jobs >= 1, "--jobs = ", jobs, ". Violated constraint: jobs >= 1");
   CompareSpec c = parse_spec(read_json_file(spec_path), "compare '" + spec_path + "'");
 
   // Validate everything before the first run: configs, schedules, controllers.

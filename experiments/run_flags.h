@@ -38,7 +38,7 @@ struct RunFlags {
 template <class T>
 boost::program_options::typed_value<T>* ranged(T* target, const std::string& name, T lo, T hi) {
   return boost::program_options::value(target)->notifier([name, lo, hi](const T& v) {
-    if (v < lo || v > hi) {
+    if (!(v >= lo && v <= hi)) {  // written so that NaN is outside too
       throw boost::program_options::error("--" + name + " = " + std::to_string(v) +
                                           ". Violated constraint: " + std::to_string(lo) +
                                           " <= " + name + " <= " + std::to_string(hi));

@@ -450,12 +450,12 @@ int run_sweep(const json& base_config, const SweepGrid& grid, const json& grid_d
       // A run with files of its own (a summary, a checkpoint) is read back, not started: a
       // bad file there is a corrupt artifact, which stops the sweep (exit 2) instead of
       // being recorded as an invalid point.
-      const bool from_artifact =
-          file_exists(run_dir + "/summary.json") || file_exists(run_dir + "/checkpoint.pt");
+      const bool finished = file_exists(run_dir + "/summary.json");
+      const bool from_artifact = finished || file_exists(run_dir + "/checkpoint.pt");
       try {
         json summary;
         inner::Termination term;
-        if (file_exists(run_dir + "/summary.json")) {
+        if (finished) {
           summary = inner::read_summary(run_dir + "/summary.json");
           term = summary.value("termination", std::string("completed")) == "diverged"
                      ? inner::Termination::kDiverged

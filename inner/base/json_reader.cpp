@@ -44,9 +44,8 @@ void apply_override(json& j, const std::string& assignment) {
   TORCH_CHECK_VALUE(eq != std::string::npos && eq > 0, "--set '", assignment,
                     "': expected key.path=value");
   std::string key = assignment.substr(0, eq), value = assignment.substr(eq + 1);
-  // A value that is JSON syntax is parsed strictly (1e999 or duplicate keys are errors, not
-  // strings); anything else is the string itself.
-  // A number is always parsed as one, so that an out-of-range number (1e999) is an error too.
+  // JSON syntax, and anything shaped like a number, is parsed strictly (so 1e999 or duplicate
+  // keys are errors, not strings); anything else is the string itself.
   static const std::regex kNumber(R"(-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?)");
   const bool is_json = looks_like_json(value) || std::regex_match(value, kNumber);
   const json v = is_json ? parse_json_text(value, "--set '" + assignment + "'") : json(value);
