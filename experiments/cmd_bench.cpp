@@ -4,7 +4,7 @@
 
 #include "experiments/cli.h"
 #include "experiments/run_flags.h"
-#include "inner/algorithms.h"
+#include "inner/algorithms/registry.h"
 #include "inner/io.h"
 #include "inner/network.h"
 #include "inner/runtime.h"

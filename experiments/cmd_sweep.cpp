@@ -5,6 +5,7 @@
 #include "experiments/cli.h"
 #include "experiments/run_flags.h"
 #include "experiments/sweep.h"
+#include "inner/algorithms/registry.h"
 #include "inner/io.h"
 #include "inner/runtime.h"
 
@@ -44,8 +45,7 @@ int cmd_sweep(const std::vector<std::string>& args) {
   TORCH_CHECK_VALUE(flags.schedule.empty(), "--schedule does not apply to a sweep");
   json base = flags.document();
   auto cfg = inner::parse_run_config(base);  // a bad base config fails here, not per point
-  TORCH_CHECK_VALUE(cfg.algorithm == "inq" || cfg.algorithm == "ana", "config '", flags.config,
-                    "': algorithm is \"", cfg.algorithm, "\"; a sweep needs an INQ or ANA config");
+  inner::scheduled_algorithm(cfg.algorithm, "config '" + flags.config + "': algorithm");
   json grid_doc = read_json_file(grid_path);
   SweepGrid grid = SweepGrid::from_json(grid_doc, "grid '" + grid_path + "'");
   SweepOptions opt;

@@ -2,6 +2,8 @@
 
 #include <iostream>
 
+#include "inner/algorithms/registry.h"
+
 namespace po = boost::program_options;
 
 namespace qsched::cli {
@@ -41,7 +43,7 @@ json RunFlags::document(const json& base) const {
     std::string alg = j.contains("algorithm") && j["algorithm"].is_string()
                           ? j["algorithm"].get<std::string>()
                           : "float";
-    TORCH_CHECK_VALUE(alg != "float", "--schedule needs an INQ or ANA config (algorithm is float)");
+    inner::scheduled_algorithm(alg, "--schedule needs an algorithm with a schedule; algorithm");
     j[alg]["schedule"] = {{"family", "file"}, {"path", schedule}};
   }
   return j;

@@ -5,6 +5,7 @@
 #include <set>
 #include <sstream>
 
+#include "inner/algorithms/registry.h"
 #include "inner/io.h"
 #include "inner/network.h"
 
@@ -13,16 +14,10 @@ namespace qsched::cli {
 ScheduleSetup schedule_setup(const inner::RunConfig& cfg) {
   ScheduleSetup s;
   s.algorithm = cfg.algorithm;
-  TORCH_CHECK_VALUE(s.algorithm == "inq" || s.algorithm == "ana", "config: algorithm = \"",
-                    s.algorithm, "\" has no schedule (use an INQ or ANA config)");
-  s.quantity = s.algorithm == "inq" ? sched::Quantity::kFraction : sched::Quantity::kNoise;
-  json section = cfg.algorithm_sections.contains(s.algorithm) ? cfg.algorithm_sections[s.algorithm]
-                                                              : json::object();
-  // The algorithms' own defaults (inner/inq/inq.h, inner/ana/ana.h).
-  s.spec = section.contains("schedule") ? section["schedule"]
-           : s.algorithm == "inq"
-               ? json{{"family", "inq_paper"}, {"bits", 5}, {"epochs_per_step", 1}}
-               : json{{"family", "ana_window"}, {"sigma0", 0.5}, {"layout", "sequential"}};
+  const auto& spec = inner::scheduled_algorithm(s.algorithm, "config: algorithm");
+  s.quantity = *spec.quantity;
+  json section = cfg.section();  // resolved by the algorithm: its defaults are filled in
+  s.spec = spec.schedule_of(section);
   int64_t pre = section.value("pretrain_epochs", int64_t{0});
   s.epochs = cfg.train.epochs - pre;
   TORCH_CHECK_VALUE(s.epochs >= 1, "config: ", s.algorithm, ".pretrain_epochs = ", pre,

@@ -2,16 +2,10 @@
 
 #include <cmath>
 
-#include "inner/inq/inq.h"
+#include "inner/algorithms/registry.h"
 #include "inner/runtime.h"
 
 namespace qsched::inner {
-
-const std::vector<std::string>& known_algorithms() {
-  // Each entry but "float" owns the config section of the same name.
-  static const std::vector<std::string> k = {"float", "inq", "ana"};
-  return k;
-}
 
 json RunConfig::to_json() const {
   json j;
@@ -167,7 +161,7 @@ RunConfig parse_run_config(const json& j) {
   c.threads = r.get<int>("threads", c.threads);
   r.check(c.threads >= 1 && c.threads <= 256, "threads", c.threads, "1 <= threads <= 256");
   c.algorithm = r.get<std::string>("algorithm", c.algorithm);
-  r.check_one_of("algorithm", c.algorithm, known_algorithms());
+  r.check_one_of("algorithm", c.algorithm, algorithm_names());
   parse_data(r.child("data"), c.data);
   json net = r.raw("network");
   if (!net.is_null()) {
@@ -176,20 +170,21 @@ RunConfig parse_run_config(const json& j) {
     c.network = net;
   }
   parse_train(r.child("train"), c.train);
-  for (const auto& a : known_algorithms()) {
-    if (a == "float" || !r.has(a)) continue;
+  for (const auto& a : algorithm_names()) {
+    if (!r.has(a)) continue;
     TORCH_CHECK_VALUE(a == c.algorithm, "config: section '", a, "' is given but algorithm is \"",
                       c.algorithm, "\" (set \"algorithm\": \"", a, "\" or drop the section)");
+    TORCH_CHECK_VALUE(algorithm_spec(a).has_section, "config: algorithm \"", a,
+                      "\" has no section; drop '", a, "'");
     json sec = r.raw(a);
     TORCH_CHECK_VALUE(sec.is_object(), "config: ", a, " must be an object, got ",
                       json_type_name(sec));
-    c.algorithm_sections[a] = sec;
   }
-  // Resolve sections we know (validated, defaults filled) so config.json is complete.
-  if (c.algorithm == "inq") {
-    json sec = c.algorithm_sections.value("inq", json::object());
-    c.algorithm_sections["inq"] = inq::InqOptions::from_json(sec).to_json();
-  }
+  // The algorithm resolves its section (validated, defaults filled) so config.json is complete.
+  const AlgorithmSpec& spec = algorithm_spec(c.algorithm);
+  if (spec.has_section)
+    c.algorithm_sections[c.algorithm] =
+        spec.resolve(r.raw(c.algorithm).is_null() ? json::object() : r.raw(c.algorithm));
   r.finish();
   return c;
 }

@@ -6,7 +6,9 @@
 //   "seed": 0,                       // every generator derives from it (data order, init, ...)
 //   "device": "cpu",                 // "cpu" | "cuda" | "cuda:K"
 //   "threads": 1,                    // torch intra-op and OpenBLAS threads
-//   "algorithm": "float",            // "float" (INQ/ANA sections come with their issues)
+//   "algorithm": "float",            // a registered algorithm (inner/algorithms/registry.h):
+//                                    // "float", "inq", "ana"; its section, e.g. "inq": {...},
+//                                    // is resolved by the algorithm (inner/inq/inq.h, ana.h)
 //   "data": {
 //     "format": "idx",               // "idx" (MNIST layout) | "cifar10" | "synthetic"
 //     "root": "/usr/share/datasets/fashion-mnist",
@@ -86,15 +88,16 @@ struct RunConfig {
   DataConfig data;
   json network = json{{"type", "mlp"}};
   TrainConfig train;
-  /// Sections owned by algorithms that parse them themselves (e.g. "inq", "ana").
+  /// The algorithm's own section under its name (e.g. {"inq": {...}}), resolved by its spec
+  /// (inner/algorithms/registry.h); empty for algorithms without one.
   json algorithm_sections = json::object();
+
+  /// The algorithm's section ({} when there is none or it was not given).
+  json section() const { return algorithm_sections.value(algorithm, json::object()); }
 
   /// The fully resolved document (all defaults filled), as saved to config.json.
   json to_json() const;
 };
-
-/// Algorithms whose sections parse_run_config accepts and keeps verbatim for the algorithm.
-const std::vector<std::string>& known_algorithms();
 
 /// Parses and validates a config document (see the top of this file). Errors are
 /// c10::ValueError naming the key path and rule.

@@ -3,7 +3,7 @@
 #include <cstdio>
 #include <sstream>
 
-#include "inner/algorithms.h"
+#include "inner/algorithms/registry.h"
 #include "inner/base/json_text.h"
 #include "inner/io.h"
 #include "inner/progress.h"
@@ -88,7 +88,7 @@ RunOutcome run_training(const RunConfig& cfg, const RunOptions& opt) {
   auto alg = opt.make_algorithm ? opt.make_algorithm(cfg) : make_algorithm(cfg);
   Trainer trainer(cfg, std::move(splits), std::move(alg));
   if (opt.resume) trainer.load_checkpoint(ckpt);
-  if (interrupted()) {  // a signal during start-up: nothing trained, nothing written
+  if (opt.stop.stop_requested()) {  // a stop during start-up: nothing trained, nothing written
     const std::string what =
         opt.resume ? "the checkpoint " + ckpt + " is unchanged; continue with --resume"
                    : "no checkpoint was written; start the run again (same command, not --resume)";
@@ -107,7 +107,7 @@ RunOutcome run_training(const RunConfig& cfg, const RunOptions& opt) {
     std::fprintf(stderr, "resuming at epoch %lld\n", static_cast<long long>(trainer.epoch()));
 
   RunOutcome out;
-  out.termination = trainer.run(cfg.train.epochs, &cb);
+  out.termination = trainer.run(cfg.train.epochs, &cb, opt.stop);
   cb.finish();
   if (out.termination == Termination::kInterrupted) {
     trainer.save_checkpoint(ckpt);

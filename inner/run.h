@@ -36,6 +36,8 @@ struct RunOptions {
   bool force = false;
   /// Creates the algorithm for the config (default: make_algorithm, inner/algorithms.h).
   std::function<std::unique_ptr<Algorithm>(const RunConfig&)> make_algorithm;
+  /// Ends the run at the next step boundary with a checkpoint (default: Ctrl-C/SIGTERM).
+  StopToken stop = interrupt_token();
 };
 
 struct RunOutcome {

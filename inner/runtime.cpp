@@ -9,10 +9,6 @@
 
 namespace qsched {
 
-namespace {
-std::atomic<bool> g_interrupted{false};  // set_interrupted (tests); signals go to interrupt_token()
-}  // namespace
-
 std::string blas_backend() {
   return dlsym(RTLD_DEFAULT, "openblas_get_config") ? "openblas" : "reference";
 }
@@ -62,10 +58,8 @@ torch::Device parse_device(const std::string& s) {
   return d;
 }
 
-bool interrupted() {
-  return g_interrupted.load(std::memory_order_relaxed) || interrupt_token().stop_requested();
-}
-void set_interrupted(bool v) { g_interrupted.store(v); }
+bool interrupted() { return interrupt_token().stop_requested(); }
+void set_interrupted(bool v) { set_interrupt_for_testing(v); }
 
 std::mutex& global_generator_mutex() {
   static std::mutex m;

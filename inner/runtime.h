@@ -23,10 +23,9 @@ void set_threads(int n);
 /// Parses "cpu", "cuda" or "cuda:K"; CUDA without a CUDA build or GPU is a c10::ValueError.
 torch::Device parse_device(const std::string& s);
 
-/// SIGINT/SIGTERM set a flag instead of killing the process; long loops poll it, checkpoint
-/// and exit. A second signal restores the default action (so a double Ctrl-C kills at once).
+/// Transitional: interrupt_token().stop_requested() and set_interrupt_for_testing()
+/// (inner/base/stop.h) for the callers that do not take a StopToken yet.
 bool interrupted();
-/// For tests: sets/clears the flag.
 void set_interrupted(bool v);
 
 /// Held by everything that touches torch's global generator (module construction runs the

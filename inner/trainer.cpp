@@ -5,6 +5,7 @@
 #include <mutex>
 #include <sstream>
 
+#include "inner/differentiable.h"
 #include "inner/io.h"
 #include "inner/runtime.h"
 
@@ -163,7 +164,9 @@ EvalResult Trainer::eval_on(const data::Dataset& d) {
   return r;
 }
 
-Termination Trainer::run(int64_t until, TrainerCallbacks* cb) {
+std::unique_ptr<DifferentiableRun> Algorithm::differentiable(Trainer&) { return nullptr; }
+
+Termination Trainer::run(int64_t until, TrainerCallbacks* cb, const StopToken& stop) {
   TORCH_CHECK(until <= cfg_.train.epochs, "Trainer::run: until = ", until, " > epochs");
   net_->train();
   const int64_t steps = batcher_->batches_per_epoch();
@@ -191,7 +194,7 @@ Termination Trainer::run(int64_t until, TrainerCallbacks* cb) {
       seen += y.size(0);
       ++step_in_epoch_;
       if (cb) cb->on_step(*this, epoch_, step_in_epoch_, steps);
-      if (interrupted() && step_in_epoch_ < steps) {
+      if (stop.stop_requested() && step_in_epoch_ < steps) {
         loss_sum_ += loss_acc.item<double>();
         correct_ += correct_acc.item<int64_t>();
         seen_ += seen;
@@ -223,7 +226,7 @@ Termination Trainer::run(int64_t until, TrainerCallbacks* cb) {
     epoch_seconds_ = 0;
     if (cb) cb->on_epoch_end(*this, m);
     if (!std::isfinite(m.train_loss) || !std::isfinite(m.val_loss)) return Termination::kDiverged;
-    if (interrupted() && epoch_ < until) return Termination::kInterrupted;
+    if (stop.stop_requested() && epoch_ < until) return Termination::kInterrupted;
   }
   return Termination::kCompleted;
 }

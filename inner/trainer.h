@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "datasets/dataset.h"
+#include "inner/base/stop.h"
 #include "inner/config.h"
 #include "inner/network.h"
 
@@ -35,6 +36,8 @@ struct EvalResult {
 EvalResult evaluate(NetworkImpl& net, const data::Dataset& d, int64_t batch_size);
 
 class Trainer;
+class ScheduleDriver;
+class DifferentiableRun;
 
 /// Loads only the model weights of a checkpoint.pt written by Trainer::save_checkpoint (e.g. a
 /// float run that INQ/ANA start from). `what` names the config key in errors
@@ -69,6 +72,14 @@ class Algorithm {
   /// Checkpoint state. load() runs after attach() when a run resumes.
   virtual void save(torch::serialize::OutputArchive& a) const {}
   virtual void load(torch::serialize::InputArchive& a) {}
+  /// The driver of its schedule (inner/schedule_driver.h) once attached; nullptr for an
+  /// algorithm without a schedule. What learned schedules and meta-estimators ask instead of
+  /// the algorithm's name.
+  virtual ScheduleDriver* schedule_driver() { return nullptr; }
+  /// The run as a differentiable function of its schedule values (inner/differentiable.h),
+  /// for meta-gradients; nullptr (the default) when the algorithm is not differentiable in
+  /// them. Errors (e.g. an unsupported network) are c10::ValueError.
+  virtual std::unique_ptr<DifferentiableRun> differentiable(Trainer& t);
 };
 
 /// Per-epoch record, one line of metrics.jsonl.
@@ -100,10 +111,11 @@ class Trainer {
   Trainer(const Trainer&) = delete;  // the batcher points into data_: not movable
   Trainer& operator=(const Trainer&) = delete;
 
-  /// Trains from the current position up to epoch `until` (<= cfg.train.epochs). Polls
-  /// qsched::interrupted() after every step; then returns kInterrupted at a step boundary
-  /// (state consistent, ready for save_checkpoint).
-  Termination run(int64_t until, TrainerCallbacks* cb = nullptr);
+  /// Trains from the current position up to epoch `until` (<= cfg.train.epochs). Polls `stop`
+  /// after every step; once it reports a stop, returns kInterrupted at a step boundary (state
+  /// consistent, ready for save_checkpoint). The default stops on Ctrl-C/SIGTERM.
+  Termination run(int64_t until, TrainerCallbacks* cb = nullptr,
+                  const StopToken& stop = interrupt_token());
 
   /// Evaluation of the current network under the algorithm's evaluation mode.
   EvalResult eval_on(const data::Dataset& d);

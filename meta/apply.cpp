@@ -1,6 +1,6 @@
 #include "meta/apply.h"
 
-#include "inner/algorithms.h"
+#include "inner/algorithms/registry.h"
 #include "inner/ana/ana.h"
 #include "inner/base/json_reader.h"
 #include "inner/inq/inq.h"
@@ -58,19 +58,14 @@ class ControllerCheckpointing : public inner::Algorithm {
 };
 
 json config_schedule(const inner::RunConfig& cfg) {
-  auto it = cfg.algorithm_sections.find(cfg.algorithm);
-  json section = it == cfg.algorithm_sections.end() ? json::object() : *it;
-  if (cfg.algorithm == "inq") return inner::inq::InqOptions::from_json(section).schedule;
-  return inner::ana::AnaOptions::from_json(section).schedule;
+  return inner::algorithm_spec(cfg.algorithm).schedule_of(cfg.section());
 }
 
 }  // namespace
 
 std::function<std::unique_ptr<inner::Algorithm>(const inner::RunConfig&)> controller_algorithm(
     const SavedController& saved, const std::string& base, const inner::RunConfig& cfg) {
-  TORCH_CHECK_VALUE(cfg.algorithm == "inq" || cfg.algorithm == "ana", "config: algorithm = \"",
-                    cfg.algorithm,
-                    "\". Violated constraint: a controller schedules \"inq\" or \"ana\" runs");
+  inner::scheduled_algorithm(cfg.algorithm, "config: algorithm (scheduled by a controller)");
   TORCH_CHECK_VALUE(cfg.algorithm == saved.algorithm, "controller was meta-trained for ",
                     saved.algorithm, " but the config's algorithm is ", cfg.algorithm,
                     " (a controller only schedules the algorithm it was trained for)");

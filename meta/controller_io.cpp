@@ -2,6 +2,7 @@
 
 #include <sstream>
 
+#include "inner/algorithms/registry.h"
 #include "inner/base/json_reader.h"
 #include "inner/io.h"
 #include "meta/features.h"
@@ -70,10 +71,13 @@ SavedController load_controller(const std::string& where) {
   } catch (const json::exception& e) {
     bad(std::string("missing or mistyped field (") + e.what() + ")");
   }
-  if ((s.algorithm == "inq") != (s.quantity == sched::Quantity::kFraction) ||
-      (s.algorithm != "inq" && s.algorithm != "ana"))
-    bad("algorithm \"" + s.algorithm + "\" does not match quantity " +
-        sched::to_string(s.quantity));
+  {
+    bool known = false;
+    for (const auto& n : inner::algorithm_names()) known = known || n == s.algorithm;
+    if (!known || inner::algorithm_spec(s.algorithm).quantity != s.quantity)
+      bad("algorithm \"" + s.algorithm + "\" does not match quantity " +
+          sched::to_string(s.quantity));
+  }
   TORCH_CHECK_VALUE(file_exists(ppath), "controller file '", ppath, "' does not exist");
   ArchiveReader r(ppath, "controller", "controller file");
   torch::Tensor theta;

@@ -78,7 +78,7 @@
 #include <string>
 #include <vector>
 
-#include "inner/ana/ana.h"
+#include "inner/differentiable.h"
 #include "inner/trainer.h"
 
 namespace qsched::meta {
@@ -116,68 +116,5 @@ struct MetaGradResult {
 /// K >= 0. Deterministic: the same trainer state, sigma, K and options give identical results.
 MetaGradResult metagrad(inner::Trainer& state, const torch::Tensor& sigma, int64_t K,
                         const MetaGradOptions& options = {});
-
-/// The ANA MLP of a trainer as a pure function of its parameters and noise levels. It reads the
-/// architecture and every quantizer setting (levels, scale rule and fixed scales, forward and
-/// backward noise, parametrization, ratios, floor, activation quantizers, excluded units) from
-/// the trainer's AnaAlgorithm, i.e. from the same "ana" config section, so it is the same
-/// function as the trainer's network under the expectation strategy.
-class AnaMlpFunction {
- public:
-  /// Needs an "mlp" network without batchnorm whose ANA algorithm has started and not finished,
-  /// with the expectation strategy (c10::ValueError otherwise).
-  explicit AnaMlpFunction(inner::Trainer& t);
-
-  int64_t num_units() const { return num_units_; }
-  int64_t num_layers() const { return static_cast<int64_t>(layers_.size()); }
-  /// Copies of the trainer's parameters in the order [W_0, b_0, ..., W_n, b_n], in `dtype`.
-  std::vector<torch::Tensor> parameters(inner::Trainer& t, torch::Dtype dtype) const;
-
-  /// Logits [N, classes] of the expectation forward with unit levels sigma [U] (parametrized;
-  /// differentiable in params and sigma). A unit with sigma = 0 is hard. x: [N, C, H, W].
-  torch::Tensor forward(const std::vector<torch::Tensor>& params, const torch::Tensor& x,
-                        const torch::Tensor& sigma) const;
-
-  struct LossGrad {
-    torch::Tensor loss;                ///< mean cross-entropy of the batch
-    std::vector<torch::Tensor> grads;  ///< the trainer's gradient, same order as params
-  };
-  /// The loss and the gradient the trainer's backward pass computes (ANA's backward noise,
-  /// detached dynamic scales), both differentiable functions of params and sigma.
-  LossGrad loss_and_grad(const std::vector<torch::Tensor>& params, const torch::Tensor& x,
-                         const torch::Tensor& y, const torch::Tensor& sigma) const;
-
- private:
-  struct Quant {        // one quantizer: weights of a layer or the activation after it
-    int64_t unit = -1;  ///< scheduled unit (-1: float weights / ReLU activation)
-    inner::ana::Levels levels;
-    bool dynamic = false;  ///< eps from the current weights (differentiable here)
-    inner::ana::ScaleOptions scale;
-    double eps = 1.0;
-    double sigma_ratio = 1.0;  ///< activations: sigma = ratio * sigma_unit
-  };
-  struct Layer {
-    Quant weight;
-    bool hidden = false;  ///< followed by an activation
-    Quant act;
-  };
-  /// What the hand-written backward pass reads from the forward pass, per layer.
-  struct Trace {
-    std::vector<torch::Tensor> input;       ///< h_l [N, in]
-    std::vector<torch::Tensor> weight;      ///< the effective weight [out, in]
-    std::vector<torch::Tensor> weight_fac;  ///< dE_b/du of the weights (undefined: float)
-    std::vector<torch::Tensor> act_fac;     ///< dE_b/du or the ReLU mask after hidden layers
-  };
-  torch::Tensor run_forward(const std::vector<torch::Tensor>& params, const torch::Tensor& x,
-                            const torch::Tensor& sigma, Trace* trace) const;
-  /// eps * E[Q(x / eps + nu)] (unit sigma * ratio; hard at 0; float: identity / ReLU), and in
-  /// *factor (if set) the trainer's backward factor dE_b/du (ReLU: the mask x > 0).
-  torch::Tensor quantize(const Quant& q, bool activation, const torch::Tensor& x,
-                         const torch::Tensor& sigma, torch::Tensor* factor) const;
-
-  std::vector<Layer> layers_;
-  int64_t num_units_ = 0;
-  inner::ana::AnaOptions opt_;
-};
 
 }  // namespace qsched::meta

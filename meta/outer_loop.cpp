@@ -7,7 +7,7 @@
 #include <mutex>
 #include <sstream>
 
-#include "inner/algorithms.h"
+#include "inner/algorithms/registry.h"
 #include "inner/ana/ana.h"
 #include "inner/io.h"
 #include "inner/network.h"

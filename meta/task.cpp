@@ -2,7 +2,7 @@
 
 #include <cmath>
 
-#include "inner/algorithms.h"
+#include "inner/algorithms/registry.h"
 #include "inner/ana/ana.h"
 #include "inner/base/json_reader.h"
 #include "inner/inq/inq.h"
@@ -50,13 +50,11 @@ std::string Task::key() const {
 }
 
 sched::Quantity MetaConfig::quantity() const {
-  return algorithm() == "inq" ? sched::Quantity::kFraction : sched::Quantity::kNoise;
+  return *inner::algorithm_spec(algorithm()).quantity;
 }
 
 json MetaConfig::base_schedule() const {
-  const json& section = run.at(algorithm());
-  if (algorithm() == "inq") return inner::inq::InqOptions::from_json(section).schedule;
-  return inner::ana::AnaOptions::from_json(section).schedule;
+  return inner::algorithm_spec(algorithm()).schedule_of(run.at(algorithm()));
 }
 
 json MetaConfig::to_json() const {
@@ -101,9 +99,7 @@ MetaConfig MetaConfig::from_json(const json& j) {
                     "meta config: missing required object 'run' (the inner run "
                     "template, a run config as in experiments/configs/)");
   inner::RunConfig rc = inner::parse_run_config(run);
-  TORCH_CHECK_VALUE(rc.algorithm == "inq" || rc.algorithm == "ana",
-                    "meta config: run.algorithm = \"", rc.algorithm,
-                    "\". Violated constraint: \"inq\" or \"ana\" (a schedule to learn)");
+  inner::scheduled_algorithm(rc.algorithm, "meta config: run.algorithm");
   c.run = rc.to_json();
   if (!c.run.contains(rc.algorithm)) c.run[rc.algorithm] = json::object();
   c.tasks = parse_family(r.child("tasks"));
@@ -115,10 +111,11 @@ MetaConfig MetaConfig::from_json(const json& j) {
     JsonReader e = r.child("estimator");
     c.estimator.name = e.get<std::string>("name", c.estimator.name);
     e.check_one_of("name", c.estimator.name, {"es", "pes", "metagrad"});
-    TORCH_CHECK_VALUE(c.estimator.name != "metagrad" || c.algorithm() == "ana",
-                      "meta config: estimator.name = \"metagrad\" needs run.algorithm = \"ana\" "
-                      "(got \"",
-                      c.algorithm(), "\"; INQ has no differentiable schedule)");
+    TORCH_CHECK_VALUE(
+        c.estimator.name != "metagrad" || inner::algorithm_spec(c.algorithm()).differentiable,
+        "meta config: estimator.name = \"metagrad\" needs an algorithm whose run is "
+        "differentiable in its schedule, such as \"ana\" (got \"",
+        c.algorithm(), "\")");
     c.estimator.pairs = e.get<int64_t>("pairs", c.estimator.pairs);
     e.check(c.estimator.pairs >= 1 && c.estimator.pairs <= 1024, "pairs", c.estimator.pairs,
             "1 <= pairs <= 1024");

@@ -49,6 +49,17 @@ ScaleOptions parse_scale(JsonReader& r, bool weights) {
   return s;
 }
 
+/// "scale" (and "scale_multiplier") of a weights/activations object, resolved for `lv`.
+void scale_config(const ScaleOptions& s, const Levels& lv, json& out) {
+  ScaleOptions r = s.resolved(lv);
+  if (r.rule == "fixed") {
+    out["scale"] = r.value;
+  } else {
+    out["scale"] = r.rule;
+    out["scale_multiplier"] = r.multiplier;
+  }
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -164,6 +175,30 @@ AnaOptions AnaOptions::from_json(const json& section) {
   return o;
 }
 
+json AnaOptions::to_config() const {
+  json w = {{"levels", weight_levels.config()},
+            {"scale_update", weight_scale.dynamic ? "dynamic" : "fixed"}};
+  scale_config(weight_scale, weight_levels, w);
+  json a = {{"enabled", activations},
+            {"levels", activation_levels.config()},
+            {"sigma_ratio", activation_sigma_ratio}};
+  scale_config(activation_scale, activation_levels, a);
+  return {{"weights", w},
+          {"activations", a},
+          {"noise", to_string(noise)},
+          {"parametrization", std_parametrization ? "std" : "native"},
+          {"strategy", to_string(strategy)},
+          {"backward",
+           {{"noise", to_string(backward_noise)},
+            {"ratio", backward_ratio},
+            {"floor", backward_floor}}},
+          {"schedule", schedule},
+          {"pretrain_epochs", pretrain_epochs},
+          {"init_checkpoint", init_checkpoint},
+          {"calibration_samples", calibration_samples},
+          {"exclude", exclude}};
+}
+
 json AnaOptions::to_json() const {
   return {{"weights",
            {{"levels", weight_levels.to_json()},
@@ -229,11 +264,15 @@ double QuantizerState::grid_distance(const torch::Tensor& x) const {
 // ---------------------------------------------------------------------------------------------
 // Algorithm
 
-AnaAlgorithm::AnaAlgorithm(const RunConfig& cfg, std::unique_ptr<sched::Schedule> schedule)
-    : schedule_(std::move(schedule)) {
-  auto it = cfg.algorithm_sections.find("ana");
-  opt_ = AnaOptions::from_json(it == cfg.algorithm_sections.end() ? json::object() : *it);
+ScheduledOptions AnaOptions::scheduled() const {
+  return {"ana", sched::Quantity::kNoise, schedule, pretrain_epochs, init_checkpoint, exclude};
 }
+
+AnaAlgorithm::AnaAlgorithm(AnaOptions opt, std::unique_ptr<sched::Schedule> schedule)
+    : ScheduledAlgorithm(std::move(schedule)), opt_(std::move(opt)), scheduled_(opt_.scheduled()) {}
+
+AnaAlgorithm::AnaAlgorithm(const RunConfig& cfg, std::unique_ptr<sched::Schedule> schedule)
+    : AnaAlgorithm(AnaOptions::from_json(cfg.section()), std::move(schedule)) {}
 
 std::vector<std::shared_ptr<QuantizerState>> AnaAlgorithm::all_states() const {
   std::vector<std::shared_ptr<QuantizerState>> v;
@@ -248,31 +287,10 @@ void AnaAlgorithm::set_hard(bool hard) {
   for (auto& s : all_states()) s->hard = hard;
 }
 
-void AnaAlgorithm::attach(Trainer& t) {
+void AnaAlgorithm::setup_units(Trainer& t, const std::vector<int64_t>& layers) {
   auto& net = *t.network();
   const int64_t L = net.num_quant_layers();
   const auto& infos = net.quant_layers();
-  std::vector<bool> excluded(L, false);
-  for (const auto& e : opt_.exclude) {
-    int64_t i = -1;
-    if (e == "first") {
-      i = 0;
-    } else if (e == "last") {
-      i = L - 1;
-    } else if (!e.empty() && std::all_of(e.begin(), e.end(), ::isdigit)) {
-      i = std::stoll(e);
-      TORCH_CHECK_VALUE(i < L, "config: ana.exclude names layer ", e, " but the network has ", L,
-                        " quantizable layers (0..", L - 1, ")");
-    } else {
-      for (const auto& info : infos)
-        if (info.name == e) i = info.index;
-      std::string names;
-      for (const auto& info : infos) names += (names.empty() ? "" : ", ") + info.name;
-      TORCH_CHECK_VALUE(i >= 0, "config: ana.exclude names layer '", e,
-                        "', which is not a quantizable layer of this network (", names, ")");
-    }
-    excluded[i] = true;
-  }
 
   // Which layer each activation follows: one dry forward pass in eval mode (no BN update)
   // with recording transforms.
@@ -301,12 +319,7 @@ void AnaAlgorithm::attach(Trainer& t) {
 
   gen_ = at::detail::createCPUGenerator(data::derive_seed(t.config().seed, kSaltNoise));
   units_.clear();
-  float_layers_.clear();
-  for (int64_t i = 0; i < L; ++i) {
-    if (excluded[i]) {
-      float_layers_.push_back(infos[i].name);
-      continue;
-    }
+  for (int64_t i : layers) {
     Unit u;
     u.layer = i;
     u.name = infos[i].name;
@@ -338,24 +351,6 @@ void AnaAlgorithm::attach(Trainer& t) {
     }
     units_.push_back(std::move(u));
   }
-  TORCH_CHECK_VALUE(!units_.empty(), "config: ana.exclude leaves no layer to quantize");
-
-  std::vector<double> depth;
-  const size_t n = units_.size();
-  for (size_t j = 0; j < n; ++j) depth.push_back(n == 1 ? 0.0 : static_cast<double>(j) / (n - 1));
-  const int64_t epochs = t.config().train.epochs;
-  TORCH_CHECK_VALUE(opt_.pretrain_epochs < epochs,
-                    "config: ana.pretrain_epochs = ", opt_.pretrain_epochs,
-                    ". Violated constraint: pretrain_epochs < train.epochs (", epochs, ")");
-  driver_ = std::make_unique<ScheduleDriver>(
-      schedule_
-          ? std::move(schedule_)
-          : sched::make_schedule(opt_.schedule, sched::Quantity::kNoise, "config: ana.schedule"),
-      opt_.pretrain_epochs, epochs - opt_.pretrain_epochs, static_cast<int64_t>(n), depth,
-      "config: ana.schedule");
-
-  if (!opt_.init_checkpoint.empty())
-    load_model_weights(net, opt_.init_checkpoint, "config: ana.init_checkpoint");
 }
 
 void AnaAlgorithm::start(Trainer& t) {
@@ -415,24 +410,13 @@ void AnaAlgorithm::set_sigma(const std::vector<double>& sigma) {
   }
 }
 
-void AnaAlgorithm::on_epoch_start(Trainer& t, int64_t epoch) {
-  if (epoch < driver_->start()) return;
-  if (!started_) start(t);
-  const auto& h = t.history();
-  double train_loss = h.empty() ? 0.0 : h.back()["train_loss"].get<double>();
-  double val_loss = h.empty() ? 0.0 : h.back()["val_loss"].get<double>();
-  json obs = json::object();
-  if (!driver_->schedule().is_static() && !driver_->recorded(epoch)) {
-    obs["layers"] = json::array();
-    for (const auto& u : units_) {  // observations for learned schedules (inner/observations.h)
-      auto& w = t.network()->layer(u.layer)->weight;
-      double eps = u.weight->dynamic ? u.weight->scale.compute(w, u.weight->levels) : u.weight->eps;
-      Levels lv = u.weight->levels.scaled(eps);
-      obs["layers"].push_back(observe_layer(t.network()->quant_layers()[u.layer], w,
-                                            hard_quantize(w, lv), lv.values, w.grad()));
-    }
-  }
-  set_sigma(driver_->at(epoch, train_loss, val_loss, std::move(obs)));
+json AnaAlgorithm::observe_unit(Trainer& t, size_t j) {
+  const Unit& u = units_[j];
+  auto& w = t.network()->layer(u.layer)->weight;
+  double eps = u.weight->dynamic ? u.weight->scale.compute(w, u.weight->levels) : u.weight->eps;
+  Levels lv = u.weight->levels.scaled(eps);
+  return observe_layer(t.network()->quant_layers()[u.layer], w, hard_quantize(w, lv), lv.values,
+                       w.grad());
 }
 
 double AnaAlgorithm::max_grid_distance(Trainer& t) {
@@ -488,21 +472,21 @@ void AnaAlgorithm::finish(Trainer& t, json& s) {
   set_hard(false);
   finished_ = started_;
   bool annealed = true;
-  for (double v : driver_->last()) annealed = annealed && v == 0.0;
-  annealed = annealed && driver_->table().epochs() == driver_->epochs();
+  for (double v : driver().last()) annealed = annealed && v == 0.0;
+  annealed = annealed && driver().table().epochs() == driver().epochs();
   json q = opt_.to_json();
   q.erase("schedule");
   q.erase("init_checkpoint");
   q.erase("calibration_samples");
   s["quantizer"] = q;
-  s["schedule"] = driver_->schedule().describe();
+  s["schedule"] = driver().schedule().describe();
   s["quantized"] = on_grid && annealed;
   s["on_grid"] = on_grid;
   s["annealed"] = annealed;
   s["max_grid_distance"] = max_dist;
   s["activations_quantized"] = opt_.activations;
   s["quantized_layers"] = layers;
-  s["float_layers"] = float_layers_;
+  s["float_layers"] = float_layers();
 }
 
 json AnaAlgorithm::epoch_extra(Trainer& t) {
@@ -510,13 +494,7 @@ json AnaAlgorithm::epoch_extra(Trainer& t) {
   return {{"ana_sigma", sigma_}};
 }
 
-void AnaAlgorithm::write_artifacts(Trainer& t, const std::string& out_dir) {
-  if (driver_->table().epochs() == 0) return;
-  atomic_write(out_dir + "/schedule.json", driver_->table().to_json().dump() + "\n");
-}
-
-void AnaAlgorithm::save(torch::serialize::OutputArchive& a) const {
-  a.write("record", c10::IValue(driver_->record_json()));
+void AnaAlgorithm::save_state(torch::serialize::OutputArchive& a) const {
   a.write("started", c10::IValue(started_));
   a.write("finished", c10::IValue(finished_));
   a.write("sigma", c10::IValue(json(sigma_).dump()));
@@ -526,10 +504,8 @@ void AnaAlgorithm::save(torch::serialize::OutputArchive& a) const {
   a.write("generator", gen_.get_state(), /*is_buffer=*/true);
 }
 
-void AnaAlgorithm::load(torch::serialize::InputArchive& a) {
+void AnaAlgorithm::load_state(torch::serialize::InputArchive& a) {
   c10::IValue v;
-  a.read("record", v);
-  driver_->restore_record(v.toStringRef());
   a.read("started", v);
   started_ = v.toBool();
   a.read("finished", v);
@@ -553,6 +529,27 @@ void AnaAlgorithm::load(torch::serialize::InputArchive& a) {
   a.read("generator", g, true);
   gen_.set_state(g);
   if (!sigma.empty()) set_sigma(sigma);
+}
+
+AlgorithmSpec spec() {
+  AlgorithmSpec s;
+  s.name = "ana";
+  s.doc =
+      "additive noise annealing: per-layer noise on weights and activations annealed to the "
+      "hard quantizer (Spallanzani et al. 2019, 2022)";
+  s.quantity = sched::Quantity::kNoise;
+  s.resolve = [](const json& section) { return AnaOptions::from_json(section).to_config(); };
+  s.create = [](const RunConfig& cfg, std::unique_ptr<sched::Schedule> schedule) {
+    return std::make_unique<AnaAlgorithm>(cfg, std::move(schedule));
+  };
+  s.schedule_of = [](const json& resolved) { return AnaOptions::from_json(resolved).schedule; };
+  s.quantizes = [](const json& resolved) {
+    AnaOptions o = AnaOptions::from_json(resolved);
+    return o.weight_levels.name + " weights" +
+           (o.activations ? ", " + o.activation_levels.name + " activations" : "");
+  };
+  s.differentiable = true;
+  return s;
 }
 
 }  // namespace qsched::inner::ana

@@ -120,9 +120,9 @@
 #include <string>
 #include <vector>
 
+#include "inner/algorithms/registry.h"
+#include "inner/algorithms/scheduled.h"
 #include "inner/base/json_reader.h"
-#include "inner/schedule_driver.h"
-#include "inner/trainer.h"
 
 namespace qsched::inner::ana {
 
@@ -150,6 +150,9 @@ struct Levels {
   Levels scaled(double eps) const;
   double max_abs() const;
   json to_json() const;  ///< {"name", "values", "thresholds"}
+  /// The config form from_json reads back to these levels (name included): "binary",
+  /// "ternary", {"bits", "signed", "balanced"} or the array of values.
+  json config() const;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -262,7 +265,14 @@ struct AnaOptions {
 
   /// Parses and validates the "ana" section (strict keys; errors name "ana.<key>").
   static AnaOptions from_json(const json& section);
+  /// The quantizer settings as summaries report them (levels with values and thresholds,
+  /// scales as rule objects).
   json to_json() const;
+  /// The section with every default filled in, in the form from_json reads back to the same
+  /// options (what a run's config.json records).
+  json to_config() const;
+  /// The options the shared skeleton reads (inner/algorithms/scheduled.h).
+  ScheduledOptions scheduled() const;
   /// sigma (in the chosen parametrization) -> native scale of family f.
   double native(NoiseFamily f, double sigma) const {
     return std_parametrization ? sigma * std_to_native(f) : sigma;
@@ -295,23 +305,21 @@ struct QuantizerState {
   double grid_distance(const torch::Tensor& x) const;
 };
 
-class AnaAlgorithm : public Algorithm {
+/// ANA as a trainer Algorithm (the schedule skeleton is ScheduledAlgorithm's).
+class AnaAlgorithm : public ScheduledAlgorithm {
  public:
-  explicit AnaAlgorithm(AnaOptions opt) : opt_(std::move(opt)) {}
-  /// Parses cfg.algorithm_sections["ana"] (bad input fails here, before data is loaded).
+  /// Parses cfg's "ana" section (bad input fails here, before data is loaded).
   /// `schedule` (optional) replaces the section's schedule (see make_algorithm).
   explicit AnaAlgorithm(const RunConfig& cfg, std::unique_ptr<sched::Schedule> schedule = nullptr);
+  AnaAlgorithm(AnaOptions opt, std::unique_ptr<sched::Schedule> schedule);
 
   std::string name() const override { return "ana"; }
-  void attach(Trainer& t) override;
-  void on_epoch_start(Trainer& t, int64_t epoch) override;
   void before_eval(Trainer& t) override { set_hard(true); }
   void after_eval(Trainer& t) override { set_hard(false); }
   void finish(Trainer& t, json& summary) override;
   json epoch_extra(Trainer& t) override;
-  void write_artifacts(Trainer& t, const std::string& out_dir) override;
-  void save(torch::serialize::OutputArchive& a) const override;
-  void load(torch::serialize::InputArchive& a) override;
+  /// An AnaMlpFunction (inner/ana/differentiable.h).
+  std::unique_ptr<DifferentiableRun> differentiable(Trainer& t) override;
 
   /// A scheduled unit: one quantizable layer and the activations that follow it.
   struct Unit {
@@ -324,27 +332,37 @@ class AnaAlgorithm : public Algorithm {
   };
   const std::vector<Unit>& units() const { return units_; }
   const AnaOptions& options() const { return opt_; }
-  bool started() const { return started_; }
-  ScheduleDriver& driver() { return *driver_; }
+  bool started() const override { return started_; }
 
   /// Largest |w - eps Q(w / eps)| over the effective (hard) weights of every unit.
   double max_grid_distance(Trainer& t);
 
+ protected:
+  const ScheduledOptions& scheduled_options() const override { return scheduled_; }
+  void setup_units(Trainer& t, const std::vector<int64_t>& layers) override;
+  void start(Trainer& t) override;
+  json observe_unit(Trainer& t, size_t j) override;
+  void apply_values(Trainer& t, int64_t epoch, const std::vector<double>& sigma) override {
+    set_sigma(sigma);
+  }
+  void save_state(torch::serialize::OutputArchive& a) const override;
+  void load_state(torch::serialize::InputArchive& a) override;
+
  private:
-  void start(Trainer& t);
   void set_sigma(const std::vector<double>& sigma);
   void set_hard(bool hard);
   std::vector<std::shared_ptr<QuantizerState>> all_states() const;
 
   AnaOptions opt_;
-  std::unique_ptr<sched::Schedule> schedule_;  ///< replaces opt_.schedule when set
+  ScheduledOptions scheduled_;
   std::vector<Unit> units_;
-  std::vector<std::string> float_layers_;
-  std::unique_ptr<ScheduleDriver> driver_;
   at::Generator gen_;
   bool started_ = false;
   bool finished_ = false;      ///< weights hardened, dynamic scales frozen
   std::vector<double> sigma_;  ///< last sigma per unit (checkpointed: mid-epoch resume)
 };
+
+/// The registry entry of "ana" (registered by inner/algorithms/builtin.cpp).
+inner::AlgorithmSpec spec();
 
 }  // namespace qsched::inner::ana

@@ -88,6 +88,18 @@ Levels Levels::from_json(const json& j, const std::string& what) {
   return uniform(bits, is_signed, balanced, what);
 }
 
+json Levels::config() const {
+  if (name == "binary" || name == "ternary" || name == "custom") {
+    if (name != "custom") return name;
+    return values;
+  }
+  const bool is_signed = name.rfind("int", 0) == 0;
+  const bool balanced = is_signed && name.back() == 'b';
+  const std::string digits =
+      name.substr(is_signed ? 3 : 4, name.size() - (is_signed ? 3 : 4) - (balanced ? 1 : 0));
+  return {{"bits", std::stoi(digits)}, {"signed", is_signed}, {"balanced", balanced}};
+}
+
 Levels Levels::scaled(double eps) const {
   Levels l = *this;
   for (auto& v : l.values) v *= eps;

@@ -50,6 +50,8 @@ StopToken interrupt_token() {
   return StopToken(root);
 }
 
+void set_interrupt_for_testing(bool stopped) { interrupt_state()->stopped.store(stopped); }
+
 void install_interrupt_handlers() {
   struct sigaction sa {};
   sa.sa_handler = on_signal;

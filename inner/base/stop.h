@@ -54,5 +54,8 @@ class StopSource {
 StopToken interrupt_token();
 /// Routes SIGINT/SIGTERM to interrupt_token(). Idempotent.
 void install_interrupt_handlers();
+/// For tests: sets or clears the process's interrupt state as a signal would (clearing is
+/// what no real signal does; tests clear it after simulating a Ctrl-C).
+void set_interrupt_for_testing(bool stopped);
 
 }  // namespace qsched

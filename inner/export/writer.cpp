@@ -2,7 +2,7 @@
 
 #include <cmath>
 
-#include "inner/algorithms.h"
+#include "inner/algorithms/registry.h"
 #include "inner/ana/ana.h"
 #include "inner/inq/inq.h"
 #include "inner/io.h"

@@ -160,39 +160,23 @@ json InqOptions::to_json() const {
 // ---------------------------------------------------------------------------------------------
 // Algorithm
 
-void InqAlgorithm::attach(Trainer& t) {
-  auto& net = *t.network();
-  const int64_t L = net.num_quant_layers();
-  std::vector<bool> excluded(L, false);
-  for (const auto& e : opt_.exclude) {
-    int64_t i = e == "first" ? 0 : e == "last" ? L - 1 : std::stoll(e);
-    TORCH_CHECK_VALUE(i >= 0 && i < L, "config: inq.exclude names layer ", e,
-                      " but the network has ", L, " quantizable layers (0..", L - 1, ")");
-    excluded[i] = true;
-  }
+ScheduledOptions InqOptions::scheduled() const {
+  return {"inq", sched::Quantity::kFraction, schedule, pretrain_epochs, init_checkpoint, exclude};
+}
+
+InqAlgorithm::InqAlgorithm(InqOptions opt, std::unique_ptr<sched::Schedule> schedule)
+    : ScheduledAlgorithm(std::move(schedule)), opt_(std::move(opt)), scheduled_(opt_.scheduled()) {}
+
+InqAlgorithm::InqAlgorithm(const RunConfig& cfg, std::unique_ptr<sched::Schedule> schedule)
+    : InqAlgorithm(InqOptions::from_json(cfg.section()), std::move(schedule)) {}
+
+void InqAlgorithm::setup_units(Trainer&, const std::vector<int64_t>& layers) {
   layers_.clear();
-  for (int64_t i = 0; i < L; ++i) {
-    if (excluded[i]) continue;
+  for (int64_t i : layers) {
     Layer l;
     l.index = i;
     layers_.push_back(l);
   }
-  TORCH_CHECK_VALUE(!layers_.empty(), "config: inq.exclude leaves no layer to quantize");
-  std::vector<double> depth;
-  for (size_t j = 0; j < layers_.size(); ++j)
-    depth.push_back(layers_.size() == 1 ? 0.0 : static_cast<double>(j) / (layers_.size() - 1));
-  const int64_t epochs = t.config().train.epochs;
-  TORCH_CHECK_VALUE(opt_.pretrain_epochs < epochs,
-                    "config: inq.pretrain_epochs = ", opt_.pretrain_epochs,
-                    ". Violated constraint: pretrain_epochs < train.epochs (", epochs, ")");
-  driver_ = std::make_unique<ScheduleDriver>(
-      schedule_
-          ? std::move(schedule_)
-          : sched::make_schedule(opt_.schedule, sched::Quantity::kFraction, "config: inq.schedule"),
-      opt_.pretrain_epochs, epochs - opt_.pretrain_epochs, static_cast<int64_t>(layers_.size()),
-      depth, "config: inq.schedule");
-  if (!opt_.init_checkpoint.empty())
-    load_model_weights(net, opt_.init_checkpoint, "config: inq.init_checkpoint");
 }
 
 void InqAlgorithm::start(Trainer& t) {
@@ -259,35 +243,26 @@ void InqAlgorithm::freeze_to(Trainer& t, Layer& l, double fraction, int64_t epoc
   w.mul_(l.trainable).add_(l.frozen_values);
 }
 
-void InqAlgorithm::on_epoch_start(Trainer& t, int64_t epoch) {
-  if (epoch < driver_->start()) return;
-  if (epoch == driver_->start() && !layers_.front().started) start(t);
-  const auto& h = t.history();
-  double train_loss = h.empty() ? 0.0 : h.back()["train_loss"].get<double>();
-  double val_loss = h.empty() ? 0.0 : h.back()["val_loss"].get<double>();
-  json obs = json::object();
-  if (!driver_->schedule().is_static() && !driver_->recorded(epoch)) {
-    obs["layers"] = json::array();
-    for (const auto& l : layers_) {
-      auto& layer = t.network()->layer(l.index);
-      std::vector<double> levels;
-      for (double m : l.codebook.magnitudes())
-        if (m > 0) levels.push_back(-m);
-      std::reverse(levels.begin(), levels.end());
-      for (double m : l.codebook.magnitudes()) levels.push_back(m);
-      obs["layers"].push_back(observe_layer(t.network()->quant_layers()[l.index], layer->weight,
-                                            project(layer->weight, l.codebook), levels,
-                                            layer->weight.grad()));
-    }
-  }
-  auto f = driver_->at(epoch, train_loss, val_loss, std::move(obs));
+json InqAlgorithm::observe_unit(Trainer& t, size_t j) {
+  const Layer& l = layers_[j];
+  auto& layer = t.network()->layer(l.index);
+  std::vector<double> levels;
+  for (double m : l.codebook.magnitudes())
+    if (m > 0) levels.push_back(-m);
+  std::reverse(levels.begin(), levels.end());
+  for (double m : l.codebook.magnitudes()) levels.push_back(m);
+  return observe_layer(t.network()->quant_layers()[l.index], layer->weight,
+                       project(layer->weight, l.codebook), levels, layer->weight.grad());
+}
+
+void InqAlgorithm::apply_values(Trainer& t, int64_t epoch, const std::vector<double>& f) {
   bool increased = last_fraction_.empty();
   for (size_t j = 0; j < layers_.size(); ++j) {
     if (!last_fraction_.empty() && f[j] > last_fraction_[j]) increased = true;
     freeze_to(t, layers_[j], f[j], epoch);
   }
   last_fraction_ = f;
-  if (increased && epoch > driver_->start()) {
+  if (increased && epoch > driver().start()) {
     if (opt_.reset_optimizer) t.reset_optimizer();
     if (opt_.reset_lr) t.set_lr_epoch_offset(epoch);
   }
@@ -339,14 +314,7 @@ void InqAlgorithm::finish(Trainer& t, json& s) {
   s["float_layers"] = excluded;
 }
 
-void InqAlgorithm::write_artifacts(Trainer& t, const std::string& out_dir) {
-  if (driver_->table().epochs() == 0) return;
-  json j = driver_->table().to_json();
-  atomic_write(out_dir + "/schedule.json", j.dump() + "\n");
-}
-
-void InqAlgorithm::save(torch::serialize::OutputArchive& a) const {
-  a.write("record", c10::IValue(driver_->record_json()));
+void InqAlgorithm::save_state(torch::serialize::OutputArchive& a) const {
   a.write("last_fraction", c10::IValue(json(last_fraction_).dump()));
   for (size_t j = 0; j < layers_.size(); ++j) {
     const auto& l = layers_[j];
@@ -362,10 +330,8 @@ void InqAlgorithm::save(torch::serialize::OutputArchive& a) const {
   }
 }
 
-void InqAlgorithm::load(torch::serialize::InputArchive& a) {
+void InqAlgorithm::load_state(torch::serialize::InputArchive& a) {
   c10::IValue v;
-  a.read("record", v);
-  driver_->restore_record(v.toStringRef());
   a.read("last_fraction", v);
   last_fraction_ = json::parse(v.toStringRef()).get<std::vector<double>>();
   for (size_t j = 0; j < layers_.size(); ++j) {
@@ -385,6 +351,24 @@ void InqAlgorithm::load(torch::serialize::InputArchive& a) {
     a.read(p + "frozen_values", l.frozen_values, true);
     if (opt_.partition == Partition::kRandomRepartition) a.read(p + "latent", l.latent, true);
   }
+}
+
+AlgorithmSpec spec() {
+  AlgorithmSpec s;
+  s.name = "inq";
+  s.doc =
+      "incremental network quantization: a growing fraction of each layer frozen on powers of "
+      "two (Zhou et al. 2017)";
+  s.quantity = sched::Quantity::kFraction;
+  s.resolve = [](const json& section) { return InqOptions::from_json(section).to_json(); };
+  s.create = [](const RunConfig& cfg, std::unique_ptr<sched::Schedule> schedule) {
+    return std::make_unique<InqAlgorithm>(cfg, std::move(schedule));
+  };
+  s.schedule_of = [](const json& resolved) { return InqOptions::from_json(resolved).schedule; };
+  s.quantizes = [](const json& resolved) {
+    return std::to_string(InqOptions::from_json(resolved).bits) + "-bit pow2 weights";
+  };
+  return s;
 }
 
 }  // namespace qsched::inner::inq

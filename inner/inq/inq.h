@@ -33,8 +33,8 @@
 #include <string>
 #include <vector>
 
-#include "inner/schedule_driver.h"
-#include "inner/trainer.h"
+#include "inner/algorithms/registry.h"
+#include "inner/algorithms/scheduled.h"
 
 namespace qsched::inner::inq {
 
@@ -87,23 +87,20 @@ struct InqOptions {
   /// Parses and validates the section (strict keys; errors name "inq.<key>").
   static InqOptions from_json(const json& section);
   json to_json() const;
+  /// The options the shared skeleton reads (inner/algorithms/scheduled.h).
+  ScheduledOptions scheduled() const;
 };
 
-/// INQ as a trainer Algorithm.
-class InqAlgorithm : public Algorithm {
+/// INQ as a trainer Algorithm (the schedule skeleton is ScheduledAlgorithm's).
+class InqAlgorithm : public ScheduledAlgorithm {
  public:
-  /// `schedule` (optional) replaces opt.schedule (see make_algorithm).
-  explicit InqAlgorithm(InqOptions opt, std::unique_ptr<sched::Schedule> schedule = nullptr)
-      : opt_(std::move(opt)), schedule_(std::move(schedule)) {}
+  /// Parses cfg's "inq" section. `schedule` (optional) replaces its schedule (make_algorithm).
+  explicit InqAlgorithm(const RunConfig& cfg, std::unique_ptr<sched::Schedule> schedule = nullptr);
+  InqAlgorithm(InqOptions opt, std::unique_ptr<sched::Schedule> schedule);
   std::string name() const override { return "inq"; }
-  void attach(Trainer& t) override;
-  void on_epoch_start(Trainer& t, int64_t epoch) override;
   void after_step(Trainer& t) override;
   void finish(Trainer& t, json& summary) override;
   json epoch_extra(Trainer& t) override;
-  void write_artifacts(Trainer& t, const std::string& out_dir) override;
-  void save(torch::serialize::OutputArchive& a) const override;
-  void load(torch::serialize::InputArchive& a) override;
 
   /// Per quantized layer state (exposed for tests and export).
   struct Layer {
@@ -118,15 +115,26 @@ class InqAlgorithm : public Algorithm {
   const std::vector<Layer>& layers() const { return layers_; }
   const InqOptions& options() const { return opt_; }
 
+ protected:
+  const ScheduledOptions& scheduled_options() const override { return scheduled_; }
+  void setup_units(Trainer& t, const std::vector<int64_t>& layers) override;
+  bool started() const override { return layers_.front().started; }
+  void start(Trainer& t) override;
+  json observe_unit(Trainer& t, size_t j) override;
+  void apply_values(Trainer& t, int64_t epoch, const std::vector<double>& f) override;
+  void save_state(torch::serialize::OutputArchive& a) const override;
+  void load_state(torch::serialize::InputArchive& a) override;
+
  private:
-  void start(Trainer& t);
   void freeze_to(Trainer& t, Layer& l, double fraction, int64_t epoch);
 
   InqOptions opt_;
-  std::unique_ptr<sched::Schedule> schedule_;  ///< replaces opt_.schedule when set
+  ScheduledOptions scheduled_;
   std::vector<Layer> layers_;
-  std::unique_ptr<ScheduleDriver> driver_;
   std::vector<double> last_fraction_;
 };
+
+/// The registry entry of "inq" (registered by inner/algorithms/builtin.cpp).
+inner::AlgorithmSpec spec();
 
 }  // namespace qsched::inner::inq

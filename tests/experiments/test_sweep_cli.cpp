@@ -226,5 +226,5 @@ TEST(SweepCli, BadFlagsAreOneLineErrors) {
   auto flt = write_json(d, "f.json", test::synthetic_config(2));
   expect_one_line_error(
       run_qsched("sweep --quiet --config " + flt + " --grid " + grid + " --out " + d.file("f")),
-      "a sweep needs an INQ or ANA config");
+      "has no schedule; use an algorithm that has one (inq, ana)");
 }

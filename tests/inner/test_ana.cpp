@@ -5,7 +5,7 @@
 #include <cmath>
 #include <functional>
 
-#include "inner/algorithms.h"
+#include "inner/algorithms/registry.h"
 #include "inner/ana/ana.h"
 #include "inner/io.h"
 #include "inner/run.h"
@@ -547,14 +547,6 @@ using test::strip_time;
 
 AnaAlgorithm& ana_of(Trainer& t) { return dynamic_cast<AnaAlgorithm&>(t.algorithm()); }
 
-struct InterruptAt : TrainerCallbacks {
-  int64_t epoch, at;
-  InterruptAt(int64_t e, int64_t s) : epoch(e), at(s) {}
-  void on_step(Trainer&, int64_t e, int64_t s, int64_t) override {
-    if (e == epoch && s == at) set_interrupted(true);
-  }
-};
-
 }  // namespace
 
 TEST(AnaAlgorithm, UnitsPairLayersWithTheActivationsThatFollowThem) {
@@ -733,9 +725,8 @@ TEST(AnaAlgorithm, ResumeMidEpochMatchesUninterrupted) {
   auto full = make_trainer(j);
   full->run(3);
   auto first = make_trainer(j);
-  InterruptAt cb(1, 5);
-  EXPECT_EQ(first->run(3, &cb), Termination::kInterrupted);
-  set_interrupted(false);
+  test::StopAt cb(1, 5);
+  EXPECT_EQ(first->run(3, &cb, cb.token()), Termination::kInterrupted);
   first->save_checkpoint(dir.file("ck.pt"));
   auto second = make_trainer(j);
   second->load_checkpoint(dir.file("ck.pt"));

@@ -7,7 +7,7 @@
 #include <random>
 #include <set>
 
-#include "inner/algorithms.h"
+#include "inner/algorithms/registry.h"
 #include "inner/ana/ana.h"
 #include "inner/export/format.h"
 #include "inner/export/reference.h"

@@ -2,7 +2,7 @@
 
 #include <cmath>
 
-#include "inner/algorithms.h"
+#include "inner/algorithms/registry.h"
 #include "inner/inq/inq.h"
 #include "inner/io.h"
 #include "inner/run.h"
@@ -291,14 +291,9 @@ TEST(InqRun, InterruptedInqRunResumesExactly) {
   json j = inq_config({{"partition", "random"}, {"pretrain_epochs", 1}, {"schedule", sched}}, 4);
   auto full = make_trainer(j);
   full->run(4);
-  struct Stop : TrainerCallbacks {
-    void on_step(Trainer&, int64_t e, int64_t s, int64_t) override {
-      if (e == 2 && s == 7) set_interrupted(true);
-    }
-  } stop;
+  test::StopAt stop(2, 7);
   auto first = make_trainer(j);
-  EXPECT_EQ(first->run(4, &stop), Termination::kInterrupted);
-  set_interrupted(false);
+  EXPECT_EQ(first->run(4, &stop, stop.token()), Termination::kInterrupted);
   first->save_checkpoint(dir.file("ck.pt"));
   auto second = make_trainer(j);
   second->load_checkpoint(dir.file("ck.pt"));

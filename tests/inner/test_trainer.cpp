@@ -12,18 +12,7 @@ using namespace qsched::inner;
 using test::make_trainer;
 using test::strip_time;
 
-namespace {
-
-/// Interrupts the loop after `at` steps of epoch `epoch`.
-struct InterruptAt : TrainerCallbacks {
-  int64_t epoch, at;
-  InterruptAt(int64_t e, int64_t s) : epoch(e), at(s) {}
-  void on_step(Trainer&, int64_t e, int64_t s, int64_t) override {
-    if (e == epoch && s == at) set_interrupted(true);
-  }
-};
-
-}  // namespace
+namespace {}  // namespace
 
 TEST(Config, DefaultsAreValidAndRoundTrip) {
   RunConfig c = parse_run_config(json::object());
@@ -135,9 +124,8 @@ TEST(Trainer, InterruptMidEpochThenResumeMatchesUninterrupted) {
   auto full = make_trainer(j);
   full->run(3);
   auto first = make_trainer(j);
-  InterruptAt cb(1, 5);
-  EXPECT_EQ(first->run(3, &cb), Termination::kInterrupted);
-  set_interrupted(false);
+  test::StopAt cb(1, 5);
+  EXPECT_EQ(first->run(3, &cb, cb.token()), Termination::kInterrupted);
   EXPECT_EQ(first->epoch(), 1);
   first->save_checkpoint(dir.file("ck.pt"));
   auto second = make_trainer(j);

@@ -1,7 +1,7 @@
 // Controller, features, ControllerSchedule and the standalone controller files.
 #include <gtest/gtest.h>
 
-#include "inner/algorithms.h"
+#include "inner/algorithms/registry.h"
 #include "inner/inq/inq.h"
 #include "meta/controller.h"
 #include "meta/controller_io.h"

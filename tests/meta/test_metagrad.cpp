@@ -11,6 +11,7 @@
 #include <string>
 
 #include "inner/ana/ana.h"
+#include "inner/ana/differentiable.h"
 #include "meta/metagrad.h"
 #include "tests/util/synthetic_config.h"
 #include "tests/util/test_util.h"
@@ -20,7 +21,7 @@ namespace {
 
 using inner::Trainer;
 using inner::ana::AnaAlgorithm;
-using meta::AnaMlpFunction;
+using inner::ana::AnaMlpFunction;
 using meta::metagrad;
 using meta::MetaGradOptions;
 using meta::MetaGradResult;
@@ -327,7 +328,7 @@ TEST(MetaGrad, RejectsBadInput) {
                      "one per unit");
 
   auto flt = test::make_trainer(test::synthetic_config(2));
-  EXPECT_VALUE_ERROR(metagrad(*flt, ok, 1), "needs \"ana\"");
+  EXPECT_VALUE_ERROR(metagrad(*flt, ok, 1), "differentiable in its schedule values");
   auto mode = test::make_trainer(ana_config({{"strategy", "mode"}}));
   mode->run(1);
   EXPECT_VALUE_ERROR(metagrad(*mode, ok, 1), "expectation");

@@ -5,7 +5,7 @@
 
 #include <cmath>
 
-#include "inner/algorithms.h"
+#include "inner/algorithms/registry.h"
 #include "inner/ana/ana.h"
 #include "inner/io.h"
 #include "inner/runtime.h"

@@ -37,7 +37,7 @@ json tiny_meta_config() {
 
 }  // namespace qsched::test
 
-#include "inner/algorithms.h"
+#include "inner/algorithms/registry.h"
 #include "inner/runtime.h"
 
 namespace qsched::test {

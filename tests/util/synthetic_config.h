@@ -19,6 +19,18 @@ json tiny_meta_config();
 /// config's algorithm (inner::make_algorithm).
 std::unique_ptr<inner::Trainer> make_trainer(const json& j);
 
+/// Requests a stop after step `at` of epoch `epoch` (0-based epoch, 1-based step), as a Ctrl-C
+/// there would: pass `&cb` and `cb.token()` to Trainer::run.
+struct StopAt : inner::TrainerCallbacks {
+  int64_t epoch, at;
+  StopSource source;
+  StopAt(int64_t e, int64_t s) : epoch(e), at(s) {}
+  StopToken token() const { return source.token(); }
+  void on_step(inner::Trainer&, int64_t e, int64_t s, int64_t) override {
+    if (e == epoch && s == at) source.request_stop();
+  }
+};
+
 /// Metrics rows without wall-clock fields, for exact comparisons of runs.
 std::vector<json> strip_time(const std::vector<json>& rows);
 
