@@ -177,7 +177,8 @@ TEST(MetaGradEstimator, ConfigRules) {
   j["run"]["algorithm"] = "inq";
   j["run"].erase("ana");
   j["run"]["inq"] = {{"bits", 3}};
-  EXPECT_VALUE_ERROR(MetaConfig::from_json(j), "needs run.algorithm = \"ana\"");
+  EXPECT_VALUE_ERROR(MetaConfig::from_json(j),
+                     "needs an algorithm whose run is differentiable in its schedule");
 }
 
 }  // namespace
