@@ -182,9 +182,10 @@ RunConfig parse_run_config(const json& j) {
   }
   // The algorithm resolves its section (validated, defaults filled) so config.json is complete.
   const AlgorithmSpec& spec = algorithm_spec(c.algorithm);
-  if (spec.has_section)
-    c.algorithm_sections[c.algorithm] =
-        spec.resolve(r.raw(c.algorithm).is_null() ? json::object() : r.raw(c.algorithm));
+  if (spec.has_section) {
+    json given = r.raw(c.algorithm);
+    c.algorithm_sections[c.algorithm] = spec.resolve(given.is_null() ? json::object() : given);
+  }
   r.finish();
   return c;
 }

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "datasets/dataset.h"
+#include "inner/algorithms/scheduled_spec.h"
 #include "inner/io.h"
 #include "inner/observations.h"
 #include "schedules/factory.h"
@@ -200,26 +201,14 @@ json AnaOptions::to_config() const {
 }
 
 json AnaOptions::to_json() const {
-  return {{"weights",
-           {{"levels", weight_levels.to_json()},
-            {"scale", weight_scale.resolved(weight_levels).to_json()}}},
-          {"activations",
-           {{"enabled", activations},
-            {"levels", activation_levels.to_json()},
-            {"scale", activation_scale.resolved(activation_levels).to_json()},
-            {"sigma_ratio", activation_sigma_ratio}}},
-          {"noise", to_string(noise)},
-          {"parametrization", std_parametrization ? "std" : "native"},
-          {"strategy", to_string(strategy)},
-          {"backward",
-           {{"noise", to_string(backward_noise)},
-            {"ratio", backward_ratio},
-            {"floor", backward_floor}}},
-          {"schedule", schedule},
-          {"pretrain_epochs", pretrain_epochs},
-          {"init_checkpoint", init_checkpoint},
-          {"calibration_samples", calibration_samples},
-          {"exclude", exclude}};
+  json j = to_config();  // the same settings; levels and scales in their expanded form
+  j["weights"] = {{"levels", weight_levels.to_json()},
+                  {"scale", weight_scale.resolved(weight_levels).to_json()}};
+  j["activations"] = {{"enabled", activations},
+                      {"levels", activation_levels.to_json()},
+                      {"scale", activation_scale.resolved(activation_levels).to_json()},
+                      {"sigma_ratio", activation_sigma_ratio}};
+  return j;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -532,22 +521,15 @@ void AnaAlgorithm::load_state(torch::serialize::InputArchive& a) {
 }
 
 AlgorithmSpec spec() {
-  AlgorithmSpec s;
-  s.name = "ana";
-  s.doc =
+  AlgorithmSpec s = scheduled_spec<AnaAlgorithm, AnaOptions>(
+      "ana",
       "additive noise annealing: per-layer noise on weights and activations annealed to the "
-      "hard quantizer (Spallanzani et al. 2019, 2022)";
-  s.quantity = sched::Quantity::kNoise;
-  s.resolve = [](const json& section) { return AnaOptions::from_json(section).to_config(); };
-  s.create = [](const RunConfig& cfg, std::unique_ptr<sched::Schedule> schedule) {
-    return std::make_unique<AnaAlgorithm>(cfg, std::move(schedule));
-  };
-  s.schedule_of = [](const json& resolved) { return AnaOptions::from_json(resolved).schedule; };
-  s.quantizes = [](const json& resolved) {
-    AnaOptions o = AnaOptions::from_json(resolved);
-    return o.weight_levels.name + " weights" +
-           (o.activations ? ", " + o.activation_levels.name + " activations" : "");
-  };
+      "hard quantizer (Spallanzani et al. 2019, 2022)",
+      sched::Quantity::kNoise, [](const AnaOptions& o) { return o.to_config(); },
+      [](const AnaOptions& o) {
+        return o.weight_levels.name + " weights" +
+               (o.activations ? ", " + o.activation_levels.name + " activations" : "");
+      });
   s.differentiable = true;
   return s;
 }

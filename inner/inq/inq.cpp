@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "datasets/dataset.h"
+#include "inner/algorithms/scheduled_spec.h"
 #include "inner/base/json_reader.h"
 #include "inner/io.h"
 #include "inner/observations.h"
@@ -354,21 +355,12 @@ void InqAlgorithm::load_state(torch::serialize::InputArchive& a) {
 }
 
 AlgorithmSpec spec() {
-  AlgorithmSpec s;
-  s.name = "inq";
-  s.doc =
+  return scheduled_spec<InqAlgorithm, InqOptions>(
+      "inq",
       "incremental network quantization: a growing fraction of each layer frozen on powers of "
-      "two (Zhou et al. 2017)";
-  s.quantity = sched::Quantity::kFraction;
-  s.resolve = [](const json& section) { return InqOptions::from_json(section).to_json(); };
-  s.create = [](const RunConfig& cfg, std::unique_ptr<sched::Schedule> schedule) {
-    return std::make_unique<InqAlgorithm>(cfg, std::move(schedule));
-  };
-  s.schedule_of = [](const json& resolved) { return InqOptions::from_json(resolved).schedule; };
-  s.quantizes = [](const json& resolved) {
-    return std::to_string(InqOptions::from_json(resolved).bits) + "-bit pow2 weights";
-  };
-  return s;
+      "two (Zhou et al. 2017)",
+      sched::Quantity::kFraction, [](const InqOptions& o) { return o.to_json(); },
+      [](const InqOptions& o) { return std::to_string(o.bits) + "-bit pow2 weights"; });
 }
 
 }  // namespace qsched::inner::inq
